@@ -1,0 +1,286 @@
+"""The `happyhorse` command: generate, estimate, jobs, providers, simulate, demo."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .engine.errors import HappyHorseError
+from .engine.ledger import Ledger
+from .engine.request import MODES, RESOLUTIONS, VERSIONS, GenerationRequest, MediaInput
+from .engine.runner import JobRunner, Progress, RunOptions, check_request
+from .providers.registry import ADAPTERS, all_caps, get_adapter, resolve_endpoint
+
+
+def _add_request_args(p: argparse.ArgumentParser, *, for_estimate: bool = False) -> None:
+    p.add_argument("--provider", default="simulator", choices=list(ADAPTERS),
+                   help="who runs the job (default: the free local simulator)")
+    p.add_argument("--version", default="1.1", choices=VERSIONS, help="HappyHorse model version")
+    p.add_argument("--mode", required=True, choices=MODES, help="t2v, i2v, r2v or edit (never guessed)")
+    p.add_argument("--resolution", default="720p", type=str.lower, choices=RESOLUTIONS)
+    p.add_argument("--aspect-ratio", default=None, help="t2v and r2v only (default 16:9)")
+    p.add_argument("--duration", type=int, default=None, help="seconds, 3-15 (default 5; not for edit)")
+    if for_estimate:
+        p.add_argument("--video-duration", type=float, default=None,
+                       help="edit: the source video's length in seconds (or give --video)")
+    p.add_argument("--prompt", default="", help="what the video shows")
+    p.add_argument("--image", action="append", default=[], metavar="PATH_OR_URL",
+                   help="i2v: the first frame; r2v/edit: reference images in order ([Image 1], ...)")
+    p.add_argument("--video", default=None, metavar="PATH_OR_URL", help="edit: the source video")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--watermark", action=argparse.BooleanOptionalAction, default=False,
+                   help="ask the provider for its watermark (always sent explicitly; default off)")
+    p.add_argument("--audio-setting", choices=("auto", "origin"), default=None, help="edit only")
+    p.add_argument("--base-url", default=None,
+                   help="override the provider's base URL (region, proxy, or a simulator URL)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable result")
+
+
+def _media(value: str, kind: str) -> MediaInput:
+    if value.startswith(("http://", "https://", "data:", "oss://")):
+        return MediaInput.from_url(value, kind)   # type: ignore[arg-type]
+    if not os.path.isfile(value):
+        raise HappyHorseError(f"--{'video' if kind == 'video' else 'image'} {value}: no such file")
+    return MediaInput.from_path(value, kind)      # type: ignore[arg-type]
+
+
+def request_from_args(a: argparse.Namespace) -> GenerationRequest:
+    images = tuple(_media(v, "image") for v in a.image)
+    first = images[0] if a.mode == "i2v" and images else None
+    refs = images[1:] if a.mode == "i2v" else images
+    return GenerationRequest(
+        mode=a.mode, version=a.version, prompt=a.prompt, first_frame=first, reference_images=refs,
+        source_video=_media(a.video, "video") if a.video else None, resolution=a.resolution,
+        aspect_ratio=a.aspect_ratio, duration_s=a.duration, seed=a.seed, watermark=a.watermark,
+        audio_setting=a.audio_setting, source_video_duration_s=getattr(a, "video_duration", None))
+
+
+class _ProgressPrinter:
+    """One status line a second on stderr; rewritten in place on a terminal."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._last = ""
+
+    def __call__(self, p: Progress) -> None:
+        if self.quiet:
+            return
+        line = p.text()
+        if line == self._last:
+            return
+        self._last = line
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty and not self.quiet and self._last:
+            sys.stderr.write("\n")
+
+
+def _cancel_flag() -> tuple[list[bool], callable]:
+    flag = [False]
+
+    def on_signal(signum, frame) -> None:
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+        sys.stderr.write("\nCancelling (press Ctrl-C again to quit at once)...\n")
+
+    signal.signal(signal.SIGINT, on_signal)
+    return flag, (lambda: flag[0])
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    req = request_from_args(a)
+    check_request(req, get_adapter(a.provider), all_caps())   # bad input is refused before a key is even needed
+    endpoint = resolve_endpoint(a.provider, base_url=a.base_url)
+    runner = JobRunner(endpoint, ledger=Ledger(), all_caps=all_caps())
+    opts = RunOptions(out_path=a.out, out_dir=a.out_dir, timeout_s=a.timeout)
+    printer = _ProgressPrinter(quiet=a.quiet)
+    _, is_cancelled = _cancel_flag()
+    try:
+        result = asyncio.run(runner.run(req, opts, on_progress=printer, is_cancelled=is_cancelled))
+    finally:
+        printer.close()
+    if a.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        cost = "free" if result.cost_usd == 0 else (f"{result.cost_usd:.2f} USD" if result.cost_usd is not None
+                                                     else "cost unknown")
+        print(f"Saved {result.path}  ({result.width}x{result.height}, {result.duration_s:.1f} s, "
+              f"task {result.task_id}, {cost})")
+    return 0
+
+
+def cmd_estimate(a: argparse.Namespace) -> int:
+    req = request_from_args(a)
+    if not req.prompt.strip():
+        req = req.with_(prompt="(price only)")     # the price does not depend on the prompt
+    _, est = check_request(req, get_adapter(a.provider), all_caps())
+    if a.json:
+        print(json.dumps(est.as_dict(), indent=2))
+    else:
+        print(est.summary())
+        for line in est.lines:
+            print("  " + line)
+    return 0
+
+
+def cmd_jobs(a: argparse.Namespace) -> int:
+    ledger = Ledger()
+    if a.jobs_cmd == "list":
+        rows = ledger.recent(a.limit)
+        if a.json:
+            print(json.dumps([r.as_dict() for r in rows], indent=2))
+            return 0
+        if not rows:
+            print(f"No jobs recorded yet ({ledger.path}).")
+        for r in rows:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
+            cost = f"{r.cost_usd:.2f} USD" if r.cost_usd is not None else "-"
+            print(f"{when}  {r.provider:<10} {r.mode or '?':<5} {r.status:<15} {cost:>10}  task {r.task_id or '-'}"
+                  f"  {r.local_path or ''}")
+        return 0
+    if a.jobs_cmd == "show":
+        rec = ledger.get(a.id) or ledger.find_task(a.id)
+        if rec is None:
+            raise HappyHorseError(f"No job {a.id} in {ledger.path}")
+        print(json.dumps(rec.as_dict(), indent=2))
+        return 0
+    # collect
+    provider = a.provider
+    if provider is None:
+        rec = ledger.find_task(a.task_id)
+        if rec is None:
+            raise HappyHorseError(f"Task {a.task_id} is not in the ledger; name its provider with --provider")
+        provider = rec.provider
+    endpoint = resolve_endpoint(provider, base_url=a.base_url)
+    runner = JobRunner(endpoint, ledger=ledger, all_caps=all_caps())
+    printer = _ProgressPrinter(quiet=a.quiet)
+    _, is_cancelled = _cancel_flag()
+    try:
+        result = asyncio.run(runner.collect(a.task_id, opts=RunOptions(out_path=a.out, out_dir=a.out_dir),
+                                            on_progress=printer, is_cancelled=is_cancelled))
+    finally:
+        printer.close()
+    print(json.dumps(result.as_dict(), indent=2) if a.json else f"Saved {result.path}")
+    return 0
+
+
+def cmd_providers(a: argparse.Namespace) -> int:
+    rows = []
+    for name, ad in ADAPTERS.items():
+        for version, vc in ad.caps.versions.items():
+            prices = []
+            for res in ("720p", "1080p"):
+                rate = ad.prices.usd_per_second.get((version, res))
+                cps = ad.prices.credits_per_second.get((version, res))
+                prices.append(f"{rate:g}" if rate is not None else (f"{cps:g}cr" if cps is not None else "?"))
+            rows.append({"provider": name, "version": version, "modes": list(vc.modes),
+                         "usd_per_s_720p_1080p": prices, "key_env": ad.caps.key_env or "-",
+                         "media": "data URI or URL" if ad.caps.accepts_data_uri else "public URL only"})
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['provider']:<10} {r['version']:<4} {','.join(r['modes']):<18} "
+              f"USD/s {'/'.join(r['usd_per_s_720p_1080p']):<14} {r['key_env']:<18} {r['media']}")
+    return 0
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from .simulator.core import SimTiming
+    from .simulator.server import PREFIXES, SimulatorServer
+
+    server = SimulatorServer(port=a.port, timing=SimTiming(a.queue_s, a.process_s)).start()
+    print(server.url, flush=True)
+    for name, prefix in PREFIXES.items():
+        print(f"  {name:<10} {server.url}{prefix}", file=sys.stderr)
+    print("Serving on 127.0.0.1; Ctrl-C stops.", file=sys.stderr, flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(a.out_dir), as_json=a.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="happyhorse", description="HappyHorse video generation, any provider.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate", help="make a video")
+    _add_request_args(g)
+    g.add_argument("--out", default=None, help="where to write the MP4")
+    g.add_argument("--out-dir", default="happyhorse_output", help="folder for the MP4 when --out is not given")
+    g.add_argument("--timeout", type=float, default=1800.0, help="seconds of running time before giving up")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
+    g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser("estimate", help="price a video without making it")
+    _add_request_args(e, for_estimate=True)
+    e.set_defaults(func=cmd_estimate)
+
+    j = sub.add_parser("jobs", help="the local job ledger")
+    jsub = j.add_subparsers(dest="jobs_cmd", required=True)
+    jl = jsub.add_parser("list")
+    jl.add_argument("--limit", type=int, default=20)
+    jl.add_argument("--json", action="store_true")
+    js = jsub.add_parser("show")
+    js.add_argument("id", help="ledger id or task id")
+    jc = jsub.add_parser("collect", help="poll and download a job by its task id")
+    jc.add_argument("task_id")
+    jc.add_argument("--provider", default=None, choices=list(ADAPTERS))
+    jc.add_argument("--base-url", default=None)
+    jc.add_argument("--out", default=None)
+    jc.add_argument("--out-dir", default="happyhorse_output")
+    jc.add_argument("--json", action="store_true")
+    jc.add_argument("--quiet", action="store_true")
+    j.set_defaults(func=cmd_jobs)
+
+    pv = sub.add_parser("providers", help="list providers, versions, modes, prices and keys")
+    pv.add_argument("--json", action="store_true")
+    pv.set_defaults(func=cmd_providers)
+
+    s = sub.add_parser("simulate", help="serve the simulator on 127.0.0.1")
+    s.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    s.add_argument("--queue-s", type=float, default=0.5)
+    s.add_argument("--process-s", type=float, default=2.0)
+    s.set_defaults(func=cmd_simulate)
+
+    d = sub.add_parser("demo", help="make sample videos on the built-in simulator (no key, no network)")
+    d.add_argument("--out-dir", default="demo_output")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HappyHorseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

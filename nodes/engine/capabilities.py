@@ -1,0 +1,69 @@
+"""What each provider accepts, declared as data. Validation, the CLI and the node UI all read this table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RATIOS_10: tuple[str, ...] = ("16:9", "9:16", "1:1", "4:3", "3:4")
+RATIOS_11: tuple[str, ...] = RATIOS_10 + ("21:9", "9:21", "5:4", "4:5")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
+    first_frame_min_side: int = 300
+    # Docs disagree (300 vs 400); the stricter newer value is used and is one line to change.
+    reference_min_side: int = 400
+    max_aspect: float = 2.5                 # both 1:2.5 and 2.5:1
+    # Docs disagree (10 vs 20 MB); 20 MB is the newer figure.
+    max_bytes: int = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    formats: tuple[str, ...] = ("mp4", "mov")
+    min_duration_s: float = 3.0
+    max_duration_s: float = 60.0            # only the first 15 s are used
+    max_bytes: int = 100 * 1024 * 1024
+    min_short_side: int = 320
+    max_long_side: int = 2160
+    min_fps: float = 8.0
+
+
+@dataclass(frozen=True)
+class VersionCaps:
+    modes: tuple[str, ...]
+    aspect_ratios: tuple[str, ...]
+    resolutions: tuple[str, ...] = ("720p", "1080p")
+    min_duration_s: int = 3
+    max_duration_s: int = 15
+    r2v_min_refs: int = 1
+    r2v_max_refs: int = 9
+    edit_max_refs: int = 5
+
+
+@dataclass(frozen=True)
+class ProviderCaps:
+    name: str
+    display_name: str
+    key_env: str
+    versions: dict[str, VersionCaps]
+    prompt_max_chars: int = 5000
+    # CJK characters count double where the host documents a separate CJK limit (5000 / 2500).
+    prompt_cjk_counts_double: bool = True
+    accepts_data_uri: bool = True
+    accepts_public_url: bool = True
+    has_temp_store: bool = False            # provider-hosted upload (DashScope's oss:// store)
+    supports_seed: bool = True
+    supports_watermark: bool = True
+    supports_cancel: bool = False
+    max_concurrent_jobs: int = 4
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
+    video_limits: VideoLimits = field(default_factory=VideoLimits)
+    notes: str = ""
+
+    def modes_for(self, version: str) -> tuple[str, ...]:
+        caps = self.versions.get(version)
+        return caps.modes if caps else ()
+
+    def supports(self, version: str, mode: str) -> bool:
+        return mode in self.modes_for(version)

@@ -1,0 +1,81 @@
+"""Errors the user sees. Every message says what went wrong and what to do about it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class HappyHorseError(Exception):
+    """Base class: the message is written for the person running the graph or the CLI."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class ValidationError(HappyHorseError):
+    """The request breaks one or more rules; raised before anything is sent or paid."""
+
+    def __init__(self, violations: list[Violation], provider: str = ""):
+        self.violations = list(violations)
+        self.provider = provider
+        head = f"Request refused before sending ({provider})" if provider else "Request refused before sending"
+        super().__init__(head + ":\n" + "\n".join(f"  - {v}" for v in self.violations))
+
+
+class ConfigError(HappyHorseError):
+    """Missing or bad local configuration (API key, bucket, base URL)."""
+
+
+class ProviderError(HappyHorseError):
+    """The provider answered with an error.
+
+    kind is one of: auth, credits, rate_limit, bad_request, not_found, server, protocol.
+    retry_after is seconds to wait (from Retry-After or a rate-limit reset header) when known.
+    """
+
+    def __init__(self, message: str, *, kind: str, status: int | None = None,
+                 code: str = "", retry_after: float | None = None, provider: str = ""):
+        self.kind = kind
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.provider = provider
+        super().__init__(message)
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("rate_limit", "server")
+
+
+class JobFailed(HappyHorseError):
+    """The provider ran the job and reported failure (usually not billed)."""
+
+    def __init__(self, message: str, *, task_id: str, code: str = ""):
+        self.task_id = task_id
+        self.code = code
+        super().__init__(message)
+
+
+class JobCancelled(HappyHorseError):
+    def __init__(self, message: str, *, task_id: str | None = None):
+        self.task_id = task_id
+        super().__init__(message)
+
+
+class JobTimeout(HappyHorseError):
+    def __init__(self, message: str, *, task_id: str):
+        self.task_id = task_id
+        super().__init__(message)
+
+
+class SubmitUncertain(HappyHorseError):
+    """The submit may or may not have reached the provider; it is NOT re-sent automatically."""
+
+
+class DownloadError(HappyHorseError):
+    """The result could not be downloaded or did not decode; nothing was handed on."""

@@ -1,0 +1,171 @@
+"""A local SQLite journal (WAL) of every paid job, so a job is never lost and can be collected again.
+
+The task id is written the moment the provider returns it, before polling starts. Nothing secret is stored:
+no keys, no headers, and signed URLs are kept only as the provider returned them for the result (needed to
+collect) - never the request's Authorization.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .request import GenerationRequest
+
+HOME_ENV = "HAPPYHORSE_HOME"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    provider TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    version TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    params TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    task_id TEXT,
+    status TEXT NOT NULL,
+    history TEXT NOT NULL,
+    video_url TEXT,
+    local_path TEXT,
+    billed_seconds REAL,
+    cost_usd REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_task ON jobs(provider, task_id);
+CREATE INDEX IF NOT EXISTS jobs_fp ON jobs(fingerprint);
+"""
+
+
+def default_home() -> Path:
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "happyhorse"
+
+
+@dataclass
+class JobRecord:
+    id: str
+    created_at: float
+    updated_at: float
+    provider: str
+    base_url: str
+    version: str
+    mode: str
+    prompt: str
+    params: dict
+    inputs: list
+    fingerprint: str
+    task_id: str | None
+    status: str
+    history: list
+    video_url: str | None
+    local_path: str | None
+    billed_seconds: float | None
+    cost_usd: float | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Ledger:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_home() / "jobs.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _write(self, sql: str, args: tuple) -> None:
+        with self._lock, self._connect() as db:
+            db.execute(sql, args)
+
+    def create(self, req: GenerationRequest, provider: str, base_url: str) -> str:
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        params = {"resolution": req.resolution, "aspect_ratio": req.effective_aspect_ratio,
+                  "duration_s": req.effective_duration_s, "seed": req.seed, "watermark": req.watermark,
+                  "audio_setting": req.audio_setting}
+        inputs = [{"role": role, "sha256": m.sha256, "url": m.url if m.url and not m.url.startswith("data:") else None,
+                   "bytes": len(m.data) if m.data is not None else None} for role, m in req.media()]
+        history = [{"status": "submitting", "at": now}]
+        self._write("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (job_id, now, now, provider, base_url, req.version, req.mode, req.prompt, json.dumps(params),
+                     json.dumps(inputs), req.fingerprint(), None, "submitting", json.dumps(history),
+                     None, None, None, None, None))
+        return job_id
+
+    def create_collect(self, provider: str, base_url: str, task_id: str) -> str:
+        """A record for a job started elsewhere that we are asked to collect."""
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        self._write("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (job_id, now, now, provider, base_url, "", "", "", "{}", "[]", "", task_id, "submitted",
+                     json.dumps([{"status": "collect", "at": now}]), None, None, None, None, None))
+        return job_id
+
+    def update(self, job_id: str, *, status: str | None = None, **fields: Any) -> None:
+        allowed = {"task_id", "video_url", "local_path", "billed_seconds", "cost_usd", "error"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown ledger fields {bad}")
+        now = time.time()
+        with self._lock, self._connect() as db:
+            row = db.execute("SELECT status, history FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(job_id)
+            history = json.loads(row["history"])
+            if status is not None and status != row["status"]:
+                history.append({"status": status, "at": now})
+            sets = ["updated_at=?", "status=?", "history=?"] + [f"{k}=?" for k in fields]
+            args = [now, status or row["status"], json.dumps(history), *fields.values(), job_id]
+            db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", args)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return _record(row) if row else None
+
+    def find_task(self, task_id: str, provider: str | None = None) -> JobRecord | None:
+        sql = "SELECT * FROM jobs WHERE task_id=?" + (" AND provider=?" if provider else "")
+        args = (task_id, provider) if provider else (task_id,)
+        with self._connect() as db:
+            row = db.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
+        return _record(row) if row else None
+
+    def find_fingerprint(self, fingerprint: str, provider: str) -> JobRecord | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE fingerprint=? AND provider=? ORDER BY created_at DESC "
+                             "LIMIT 1", (fingerprint, provider)).fetchone()
+        return _record(row) if row else None
+
+    def recent(self, limit: int = 20, status: str | None = None) -> list[JobRecord]:
+        sql = "SELECT * FROM jobs" + (" WHERE status=?" if status else "") + " ORDER BY created_at DESC LIMIT ?"
+        args = (status, limit) if status else (limit,)
+        with self._connect() as db:
+            return [_record(r) for r in db.execute(sql, args).fetchall()]
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    d = dict(row)
+    for k in ("params", "inputs", "history"):
+        d[k] = json.loads(d[k])
+    return JobRecord(**d)

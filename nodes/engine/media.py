@@ -1,0 +1,364 @@
+"""Host-neutral media helpers: image bytes <-> arrays, MP4 probing, verification and bounded decode.
+
+Everything here works on plain bytes, file paths and numpy arrays so the ComfyUI layer, the CLI and the
+simulator can share it. Decoding is sequential and writes into caller-owned memory, because a whole
+1080p clip as float32 frames is gigabytes (15 s at 24 fps is ~9 GB).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+PathLike = str | os.PathLike[str]
+
+SUPPORTED_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+_FORMAT_ALIASES = {"JPG": "JPEG"}
+
+
+class MediaError(ValueError):
+    """Media that cannot be used: not an image, not a video, truncated or corrupt."""
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    mime: str
+
+
+def inspect_image(data: bytes) -> ImageInfo:
+    """Read format and size from the header only (Pillow opens lazily), so large uploads stay cheap."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or ""
+            width, height = img.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(
+            f"not a readable image ({len(data)} bytes); use a PNG, JPEG, WEBP or BMP file"
+        ) from exc
+    if fmt not in SUPPORTED_IMAGE_FORMATS:
+        raise MediaError(f"image format {fmt or 'unknown'} is not accepted; convert it to PNG or JPEG")
+    return ImageInfo(
+        format=fmt,
+        width=width,
+        height=height,
+        size_bytes=len(data),
+        mime=Image.MIME.get(fmt, f"image/{fmt.lower()}"),
+    )
+
+
+def _to_uint8_rgb(rgb: np.ndarray) -> np.ndarray:
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB array shaped [H, W, 3], got {rgb.shape}")
+    if rgb.dtype == np.uint8:
+        return rgb
+    if np.issubdtype(rgb.dtype, np.floating):
+        return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    raise ValueError(f"expected uint8 or float 0..1 pixels, got dtype {rgb.dtype}")
+
+
+def encode_image(rgb: np.ndarray, fmt: str = "PNG", quality: int = 95) -> bytes:
+    """Encode uint8 [H,W,3] or float 0..1 [H,W,3] pixels as PNG/JPEG/WEBP/BMP file bytes."""
+    fmt = _FORMAT_ALIASES.get(fmt.upper(), fmt.upper())
+    if fmt not in SUPPORTED_IMAGE_FORMATS:
+        raise ValueError(f"unsupported image format {fmt!r}; choose one of {', '.join(SUPPORTED_IMAGE_FORMATS)}")
+    img = Image.fromarray(np.ascontiguousarray(_to_uint8_rgb(rgb)), mode="RGB")
+    buf = io.BytesIO()
+    if fmt in ("JPEG", "WEBP"):
+        img.save(buf, format=fmt, quality=quality)
+    else:
+        img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode image file bytes to uint8 RGB [H,W,3] (alpha is dropped, palettes expanded)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"could not decode image ({len(data)} bytes): {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------- video
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    container: str
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    video_codec: str
+    pix_fmt: str
+    has_audio: bool
+    audio_codec: str | None
+    audio_sample_rate: int | None
+    audio_channels: int | None
+    size_bytes: int
+
+
+def _open_input(path: PathLike) -> av.container.InputContainer:
+    try:
+        return av.open(os.fspath(path), mode="r")
+    except av.FFmpegError as exc:
+        raise MediaError(
+            f"could not open video {os.fspath(path)!r} (not a video, or cut before its index): {exc}"
+        ) from exc
+
+
+def _container_name(container: av.container.InputContainer) -> str:
+    # FFmpeg's demuxer is called "mov,mp4,m4a,3gp,3g2,mj2"; the major brand tells MP4 from QuickTime.
+    names = container.format.name.split(",")
+    if "mp4" in names:
+        brand = container.metadata.get("major_brand", "").strip()
+        return "mov" if brand == "qt" else "mp4"
+    return names[0]
+
+
+def _video_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _describe(container: av.container.InputContainer, size_bytes: int) -> VideoInfo:
+    if not container.streams.video:
+        raise MediaError("the file has no video stream")
+    video = container.streams.video[0]
+    rate = video.average_rate or video.guessed_rate or video.base_rate
+    fps = float(rate) if rate else 0.0
+    duration = _video_duration(container, video)
+    frame_count = video.frames if video.frames > 0 else int(round(duration * fps))
+    audio = container.streams.audio[0] if container.streams.audio else None
+    return VideoInfo(
+        container=_container_name(container),
+        duration_s=duration,
+        width=video.codec_context.width,
+        height=video.codec_context.height,
+        fps=fps,
+        frame_count=frame_count,
+        video_codec=video.codec_context.name,
+        pix_fmt=video.codec_context.pix_fmt or "",
+        has_audio=audio is not None,
+        audio_codec=audio.codec_context.name if audio else None,
+        audio_sample_rate=audio.codec_context.sample_rate if audio else None,
+        audio_channels=audio.codec_context.channels if audio else None,
+        size_bytes=size_bytes,
+    )
+
+
+def probe_video(path: PathLike) -> VideoInfo:
+    """Describe a video file from its headers without decoding pictures."""
+    size_bytes = os.path.getsize(path)
+    with _open_input(path) as container:
+        return _describe(container, size_bytes)
+
+
+# How far before the end verify_video seeks; the decoder then starts at the keyframe before that point.
+_VERIFY_TAIL_S = 0.5
+
+
+def verify_video(path: PathLike) -> VideoInfo:
+    """Prove a downloaded video is usable: it opens, its first frame decodes, and its tail decodes to the end.
+
+    Detects: files that are not video, a missing/damaged header or index (e.g. an MP4 cut before its moov
+    atom), truncation anywhere after the header (the tail's packets are missing or short, so the last
+    decoded frame falls short of the indexed duration), and damage that breaks the first or the last GOP.
+    Does not detect: damage in the middle of the clip (only the first frame and the last GOP are decoded,
+    to stay fast), nor damage the decoder conceals without an error (H.264 error concealment).
+    """
+    size_bytes = os.path.getsize(path)
+    with _open_input(path) as container:
+        info = _describe(container, size_bytes)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            if next(container.decode(stream), None) is None:
+                raise MediaError("the video stream has no decodable frame")
+            _verify_tail(container, stream, info)
+        except av.FFmpegError as exc:
+            raise MediaError(f"the video does not decode: {exc}") from exc
+    return info
+
+
+def _verify_tail(container: av.container.InputContainer, stream: av.VideoStream, info: VideoInfo) -> None:
+    tb = stream.time_base
+    start = stream.start_time or 0
+    end_pts = start + int(info.duration_s / tb)
+    tail_pts = max(start, end_pts - int(_VERIFY_TAIL_S / tb))
+    container.seek(tail_pts, stream=stream, backward=True)
+    video_end_s: float | None = None
+    data_end_s = 0.0
+    # Demux every stream so a short (cut) audio packet at the very end is noticed too.
+    for packet in container.demux():
+        if packet.is_corrupt:
+            raise MediaError("the video is truncated or corrupt: a packet near the end is damaged")
+        if packet.pts is not None and packet.time_base is not None:
+            data_end_s = max(data_end_s, float((packet.pts + packet.duration) * packet.time_base))
+        if packet.stream is stream:
+            # With long GOPs the seek lands far before the tail; frames nothing refers to can be skipped there.
+            before_tail = packet.pts is not None and packet.pts < tail_pts
+            stream.codec_context.skip_frame = "NONREF" if before_tail else "DEFAULT"
+            for frame in stream.decode(packet):
+                video_end_s = float((frame.pts + (frame.duration or 0)) * tb)
+    if video_end_s is None:
+        raise MediaError("the video is truncated: no frame decodes near the end")
+    # The header states the length even when the data is cut, so falling short of it shows truncation.
+    # MP4 states the video track's own length; other containers (e.g. Matroska) only the whole file's.
+    if stream.duration is not None:
+        stated_s, reached_s = float(end_pts * tb), video_end_s
+    else:
+        stated_s, reached_s = ((container.start_time or 0) + (container.duration or 0)) / av.time_base, data_end_s
+    missing_s = stated_s - reached_s
+    if info.fps and missing_s > 1.5 / info.fps:
+        raise MediaError(f"the video is truncated: it stops {missing_s:.2f} s before its stated end")
+
+
+# ---------------------------------------------------------------------------------------------- frames
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    indices: list[int]
+    width: int
+    height: int
+    count: int
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def _planned_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    long_side = max(width, height)
+    if max_side <= 0 or long_side <= max_side:
+        return width, height
+    target_long = max(2, max_side - max_side % 2)  # round down so the long side never exceeds max_side
+    scale = target_long / long_side
+    if width >= height:
+        return target_long, _even(height * scale)
+    return _even(width * scale), target_long
+
+
+def plan_frames(info: VideoInfo, max_frames: int = 0, frame_step: int = 1, max_side: int = 0) -> FramePlan:
+    """Choose which source frames to keep and at what size.
+
+    frame_step keeps every Nth frame; max_frames (0 = no cap) then thins those evenly over the whole clip,
+    always keeping the first; max_side (0 = keep size) downscales so the long side fits, keeping aspect.
+    """
+    if max_frames < 0 or frame_step < 1 or max_side < 0:
+        raise ValueError("max_frames and max_side must be >= 0 and frame_step >= 1")
+    stepped = list(range(0, max(info.frame_count, 0), frame_step))
+    if max_frames and len(stepped) > max_frames:
+        stepped = [stepped[i * len(stepped) // max_frames] for i in range(max_frames)]
+    width, height = _planned_size(info.width, info.height, max_side)
+    return FramePlan(indices=stepped, width=width, height=height, count=len(stepped))
+
+
+def estimate_frames_bytes(plan: FramePlan) -> int:
+    """Bytes the planned frames take as float32 RGB (ComfyUI's IMAGE layout)."""
+    return plan.count * plan.height * plan.width * 3 * 4
+
+
+def _iter_planned_frames(path: PathLike, plan: FramePlan) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (slot, uint8 [H,W,3]) for each planned frame, one frame in memory at a time."""
+    if plan.count == 0:
+        return
+    wanted = iter(enumerate(plan.indices))
+    slot, next_index = next(wanted)
+    with _open_input(path) as container:
+        if not container.streams.video:
+            raise MediaError("the file has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                if index != next_index:
+                    continue
+                rgb = frame.reformat(width=plan.width, height=plan.height, format="rgb24")
+                yield slot, rgb.to_ndarray()
+                step = next(wanted, None)
+                if step is None:
+                    return
+                slot, next_index = step
+        except av.FFmpegError as exc:
+            raise MediaError(f"the video does not decode: {exc}") from exc
+
+
+def decode_frames_into(path: PathLike, plan: FramePlan, out: np.ndarray) -> int:
+    """Decode the planned frames into out (float32 [count,H,W,3], 0..1); return how many were written.
+
+    out may be a view of a torch tensor's memory; no full-clip intermediate is ever allocated.
+    """
+    expected = (plan.count, plan.height, plan.width, 3)
+    if out.shape != expected or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 shaped {expected}, got {out.dtype} {out.shape}")
+    written = 0
+    for slot, rgb in _iter_planned_frames(path, plan):
+        np.divide(rgb, np.float32(255.0), out=out[slot])
+        written = slot + 1
+    return written
+
+
+def decode_frames(path: PathLike, plan: FramePlan) -> np.ndarray:
+    """Decode the planned frames as uint8 [n,H,W,3]; n is smaller than plan.count if the file runs short."""
+    out = np.empty((plan.count, plan.height, plan.width, 3), dtype=np.uint8)
+    written = 0
+    for slot, rgb in _iter_planned_frames(path, plan):
+        out[slot] = rgb
+        written = slot + 1
+    return out[:written]
+
+
+# ---------------------------------------------------------------------------------------------- audio
+
+
+def decode_audio(
+    path: PathLike, sample_rate: int | None = None, channels: int | None = None
+) -> tuple[np.ndarray, int] | None:
+    """Decode the first audio track as float32 [channels, samples] in -1..1, or None if there is none.
+
+    By default the file's own rate and channel count are kept; pass sample_rate/channels to convert.
+    """
+    with _open_input(path) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        ctx = stream.codec_context
+        rate = sample_rate or ctx.sample_rate
+        layout = _layout_for(channels) if channels else (ctx.layout.name if ctx.layout else _layout_for(ctx.channels))
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+        except av.FFmpegError as exc:
+            raise MediaError(f"the audio track does not decode: {exc}") from exc
+    n_channels = channels or ctx.channels
+    if not chunks:
+        return np.zeros((n_channels, 0), dtype=np.float32), rate
+    # AAC can overshoot full scale slightly after decoding; consumers expect -1..1.
+    waveform = np.clip(np.concatenate(chunks, axis=1), -1.0, 1.0).astype(np.float32, copy=False)
+    return waveform, rate
+
+
+def _layout_for(channels: int) -> str:
+    return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")

@@ -1,0 +1,89 @@
+"""The shape every provider adapter has: pure mappings between the canonical request and one host's API.
+
+An adapter does no I/O. It builds HttpCalls and parses HttpReplies; the engine sends them. This keeps each
+host a small declarative module that is easy to test against the simulator, line by line.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..engine.capabilities import ProviderCaps
+from ..engine.config import Secret
+from ..engine.errors import ProviderError
+from ..engine.http import HttpCall, HttpReply, retry_after_seconds
+from ..engine.pricing import PriceTable
+from ..engine.protocol import CANONICAL_STATES, JobStatus, MediaRef
+from ..engine.request import GenerationRequest
+
+__all__ = ["CANONICAL_STATES", "JobStatus", "MediaRef", "ProviderAdapter", "body_dict", "require"]
+
+
+class ProviderAdapter:
+    name: str = ""
+    caps: ProviderCaps
+    prices: PriceTable
+    default_base_url: str = ""
+    submit_ok: tuple[int, ...] = (200,)
+    poll_min_s: float = 2.0             # do not poll faster than this
+    poll_max_s: float = 10.0
+
+    # --- auth -------------------------------------------------------------------------------------
+    def auth_headers(self, key: Secret) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key.reveal()}"}
+
+    # --- the job protocol -------------------------------------------------------------------------
+    def submit_call(self, req: GenerationRequest, media: list[MediaRef]) -> HttpCall:
+        raise NotImplementedError
+
+    def parse_submit(self, reply: HttpReply) -> str:
+        raise NotImplementedError
+
+    def poll_call(self, task_id: str) -> HttpCall:
+        raise NotImplementedError
+
+    def parse_poll(self, reply: HttpReply) -> JobStatus:
+        raise NotImplementedError
+
+    def cancel_call(self, task_id: str) -> HttpCall | None:
+        return None
+
+    def map_error(self, reply: HttpReply) -> ProviderError:
+        raise NotImplementedError
+
+    def expected_seconds(self, req: GenerationRequest) -> float:
+        """Typical wall time from submit to result; sets the polling rhythm and the ~remaining shown."""
+        seconds = req.effective_duration_s or 10
+        factor = 1.6 if req.resolution == "1080p" else 1.0
+        return 45.0 + 9.0 * seconds * factor
+
+    # --- helpers for subclasses -------------------------------------------------------------------
+    def _error(self, reply: HttpReply, message: str, *, kind: str, code: str = "") -> ProviderError:
+        return ProviderError(f"{self.caps.display_name}: {message}", kind=kind, status=reply.status, code=code,
+                             retry_after=retry_after_seconds(reply.headers), provider=self.name)
+
+    def _kind_for_status(self, status: int) -> str:
+        if status in (401,):
+            return "auth"
+        if status == 402:
+            return "credits"
+        if status == 404:
+            return "not_found"
+        if status == 429:
+            return "rate_limit"
+        if status >= 500:
+            return "server"
+        return "bad_request"
+
+    def auth_message(self) -> str:
+        return (f"the API key was rejected; check {self.caps.key_env} (a key for another region or "
+                f"account will not work)")
+
+
+def body_dict(reply: HttpReply) -> dict[str, Any]:
+    return reply.body if isinstance(reply.body, dict) else {}
+
+
+def require(cond: bool, adapter: ProviderAdapter, reply: HttpReply, what: str) -> None:
+    if not cond:
+        raise ProviderError(f"{adapter.caps.display_name} answered in an unexpected shape ({what}); "
+                            f"the API may have changed", kind="protocol", status=reply.status, provider=adapter.name)

@@ -1,0 +1,127 @@
+"""Alibaba DashScope (Model Studio), the origin API of HappyHorse.
+
+Submit POST /api/v1/services/aigc/video-generation/video-synthesis (X-DashScope-Async: enable required),
+poll GET /api/v1/tasks/{id}, cancel POST /api/v1/tasks/{id}/cancel (only while PENDING).
+"""
+from __future__ import annotations
+
+from ..engine.capabilities import RATIOS_10, RATIOS_11, ProviderCaps, VersionCaps
+from ..engine.errors import ProviderError
+from ..engine.http import HttpCall, HttpReply
+from ..engine.pricing import PriceTable
+from ..engine.request import GenerationRequest
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
+
+REGIONS = {
+    "singapore": "https://dashscope-intl.aliyuncs.com",
+    "beijing": "https://dashscope.aliyuncs.com",
+    "virginia": "https://dashscope-us.aliyuncs.com",
+}
+
+MODEL_SUFFIX = {"t2v": "t2v", "i2v": "i2v", "r2v": "r2v", "edit": "video-edit"}
+
+STATES = {"PENDING": "queued", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
+          "CANCELED": "canceled", "UNKNOWN": "unknown"}
+
+CAPS = ProviderCaps(
+    name="dashscope",
+    display_name="DashScope",
+    key_env="DASHSCOPE_API_KEY",
+    versions={
+        "1.0": VersionCaps(modes=("t2v", "i2v", "r2v", "edit"), aspect_ratios=RATIOS_10),
+        "1.1": VersionCaps(modes=("t2v", "i2v", "r2v"), aspect_ratios=RATIOS_11),
+    },
+    prompt_max_chars=5000,
+    accepts_data_uri=True,
+    has_temp_store=True,
+    supports_cancel=True,
+    max_concurrent_jobs=4,
+    notes="origin API; keys are region-locked (Singapore default; set HAPPYHORSE_DASHSCOPE_BASE_URL)",
+)
+
+PRICES = PriceTable(
+    usd_per_second={("1.0", "720p"): 0.14, ("1.0", "1080p"): 0.24,
+                    ("1.1", "720p"): 0.14, ("1.1", "1080p"): 0.18},
+    edit_billing="input_plus_output",
+    source="DashScope Singapore list price",
+)
+
+
+class DashScopeAdapter(ProviderAdapter):
+    name = "dashscope"
+    caps = CAPS
+    prices = PRICES
+    default_base_url = REGIONS["singapore"]
+    poll_min_s = 1.0
+
+    def model_id(self, req: GenerationRequest) -> str:
+        return f"happyhorse-{req.version}-{MODEL_SUFFIX[req.mode]}"
+
+    def submit_call(self, req: GenerationRequest, media: list[MediaRef]) -> HttpCall:
+        inp: dict = {"prompt": req.prompt}
+        if media:
+            inp["media"] = [{"type": m.role, "url": m.url} for m in media]
+        params: dict = {"resolution": req.resolution.upper(), "watermark": bool(req.watermark)}
+        if req.effective_aspect_ratio is not None:
+            params["ratio"] = req.effective_aspect_ratio
+        if req.effective_duration_s is not None:
+            params["duration"] = req.effective_duration_s
+        if req.seed is not None:
+            params["seed"] = req.seed
+        if req.mode == "edit":
+            params["audio_setting"] = req.audio_setting or "auto"
+        headers = {"X-DashScope-Async": "enable"}
+        if any(m.url.startswith("oss://") for m in media):
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        return HttpCall("POST", "/api/v1/services/aigc/video-generation/video-synthesis",
+                        json={"model": self.model_id(req), "input": inp, "parameters": params}, headers=headers)
+
+    def parse_submit(self, reply: HttpReply) -> str:
+        out = body_dict(reply).get("output") or {}
+        require(isinstance(out, dict) and bool(out.get("task_id")), self, reply, "no output.task_id")
+        return str(out["task_id"])
+
+    def poll_call(self, task_id: str) -> HttpCall:
+        return HttpCall("GET", f"/api/v1/tasks/{task_id}")
+
+    def cancel_call(self, task_id: str) -> HttpCall | None:
+        return HttpCall("POST", f"/api/v1/tasks/{task_id}/cancel")
+
+    def parse_poll(self, reply: HttpReply) -> JobStatus:
+        body = body_dict(reply)
+        out = body.get("output") or {}
+        raw = str(out.get("task_status", ""))
+        require(raw in STATES, self, reply, f"task_status {raw!r}")
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+        billed = None
+        if usage:
+            # Edit bills input + output seconds; generation bills the output seconds.
+            parts = [usage.get("input_video_duration"), usage.get("output_video_duration")]
+            if any(p is not None for p in parts):
+                billed = float(sum(float(p) for p in parts if p is not None))
+            elif usage.get("duration") is not None:
+                billed = float(usage["duration"])
+        return JobStatus(state=STATES[raw], raw_state=raw, video_url=out.get("video_url"),
+                         error_code=str(out.get("code") or ""), error_message=str(out.get("message") or ""),
+                         billed_seconds=billed, usage=usage)
+
+    def map_error(self, reply: HttpReply) -> ProviderError:
+        body = body_dict(reply)
+        code = str(body.get("code") or "")
+        message = str(body.get("message") or reply.body or f"HTTP {reply.status}")
+        if reply.status == 401 or code == "InvalidApiKey":
+            return self._error(reply, self.auth_message(), kind="auth", code=code)
+        if code == "Arrearage":
+            return self._error(reply, "the account has no balance (Arrearage); top it up in the Model Studio "
+                                      "console", kind="credits", code=code)
+        if reply.status == 403:
+            return self._error(reply, f"access denied ({message}); this key may not be allowed to use "
+                                      f"HappyHorse in this region", kind="auth", code=code)
+        if code == "DataInspectionFailed":
+            return self._error(reply, f"the content was refused by moderation: {message}", kind="bad_request",
+                               code=code)
+        kind = self._kind_for_status(reply.status)
+        if kind == "rate_limit":
+            return self._error(reply, f"rate limited ({code or 'Throttling'}); slow down or retry later",
+                               kind=kind, code=code)
+        return self._error(reply, f"{code + ': ' if code else ''}{message}", kind=kind, code=code)

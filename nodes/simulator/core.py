@@ -1,0 +1,252 @@
+"""Protocol-neutral heart of the simulator: jobs, timing, rendering, media fetching, counters, faults.
+
+Each host's protocol module (protocols/*.py) validates requests the way that host does, turns them into a
+JobSpec, and renders JobView states in that host's words. Everything else lives here, once.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .video import ClipSpec, output_size, render_clip, size_for_image
+
+
+@dataclass
+class SimTiming:
+    queue_s: float = 0.5        # time spent queued (cancellable at DashScope)
+    process_s: float = 2.0      # time spent running, at least; rendering may take longer
+
+
+@dataclass
+class JobSpec:
+    provider: str
+    mode: str
+    version: str
+    prompt: str
+    resolution: str                       # "720p" | "1080p"
+    aspect_ratio: str | None = None
+    duration_s: float = 5
+    seed: int = 0
+    watermark: bool = False
+    audio_setting: str = "auto"
+    first_frame: bytes | None = None
+    reference_images: list[bytes] = field(default_factory=list)
+    source_video: bytes | None = None
+    model: str = ""
+
+
+@dataclass
+class SimJob:
+    id: str
+    spec: JobSpec
+    created: float
+    timing: SimTiming
+    width: int = 0
+    height: int = 0
+    out_seconds: float = 0.0
+    in_seconds: float = 0.0
+    render: Future | None = None
+    canceled: bool = False
+    fail_reason: str | None = None        # set by fault injection: the job fails with this reason
+    stuck: bool = False                   # fault: stays queued forever
+    finished_at: float | None = None
+    polls: int = 0
+
+
+@dataclass(frozen=True)
+class JobView:
+    state: str                            # queued | running | succeeded | failed | canceled
+    job: SimJob
+    error: str = ""
+    elapsed: float = 0.0
+
+    @property
+    def progress(self) -> float:
+        total = self.job.timing.queue_s + self.job.timing.process_s
+        return 1.0 if self.state == "succeeded" else min(0.99, self.elapsed / total if total else 0.0)
+
+
+class SimMediaError(Exception):
+    pass
+
+
+class SimCore:
+    def __init__(self, timing: SimTiming | None = None, workdir: str | None = None):
+        self.timing = timing or SimTiming()
+        self.workdir = workdir or tempfile.mkdtemp(prefix="happyhorse-sim-")
+        self.jobs: dict[str, SimJob] = {}
+        self.submissions: Counter[str] = Counter()
+        self.requests: dict[str, deque] = defaultdict(lambda: deque(maxlen=200))
+        self.faults: dict[str, deque] = defaultdict(deque)   # per provider: queued fault dicts
+        self.blobs: dict[str, tuple[bytes, str]] = {}         # uploaded objects (provider stores)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-render")
+        self._lock = threading.Lock()
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+    def record_request(self, provider: str, method: str, path: str, headers: dict, body: Any) -> None:
+        safe_headers = {k: ("***" if k.lower() in ("authorization", "x-api-key") else v) for k, v in headers.items()}
+        self.requests[provider].append({"method": method, "path": path, "headers": safe_headers, "body": body,
+                                        "time": time.time()})
+
+    def take_fault(self, provider: str, stage: str) -> dict | None:
+        """Pop the next injected fault for this provider and stage (submit | poll | download | job)."""
+        queue = self.faults[provider]
+        for i, fault in enumerate(queue):
+            if fault.get("stage") == stage:
+                del queue[i]
+                return fault
+        return None
+
+    # --- jobs --------------------------------------------------------------------------------------
+    def create_job(self, spec: JobSpec) -> SimJob:
+        job = SimJob(id=str(uuid.uuid4()), spec=spec, created=time.monotonic(), timing=SimTiming(
+            self.timing.queue_s, self.timing.process_s))
+        self._size_job(job)
+        fault = self.take_fault(spec.provider, "job")
+        if fault:
+            if fault.get("kind") == "fail":
+                job.fail_reason = str(fault.get("reason") or "simulated failure")
+            elif fault.get("kind") == "stuck":
+                job.stuck = True
+            elif fault.get("kind") == "slow":
+                job.timing.process_s += float(fault.get("seconds", 5))
+        with self._lock:
+            self.jobs[job.id] = job
+            self.submissions[spec.provider] += 1
+        if job.fail_reason is None and not job.stuck:
+            job.render = self._pool.submit(self._render, job)
+        return job
+
+    def _size_job(self, job: SimJob) -> None:
+        s = job.spec
+        if s.mode == "i2v" and s.first_frame:
+            from PIL import Image
+            import io
+            with Image.open(io.BytesIO(s.first_frame)) as im:
+                job.width, job.height = size_for_image(s.resolution, im.width, im.height)
+            job.out_seconds = float(s.duration_s)
+        elif s.mode == "edit" and s.source_video:
+            import av
+            import io
+            with av.open(io.BytesIO(s.source_video)) as c:
+                st = c.streams.video[0]
+                dur = float(st.duration * st.time_base) if st.duration else float(c.duration or 0) / 1e6
+                job.width, job.height = size_for_image(s.resolution, st.codec_context.width, st.codec_context.height)
+            job.in_seconds = min(dur, 15.0)
+            job.out_seconds = min(dur, 15.0)
+        else:
+            job.width, job.height = output_size(s.resolution, s.aspect_ratio or "16:9")
+            job.out_seconds = float(s.duration_s)
+
+    def _render(self, job: SimJob) -> str:
+        s = job.spec
+        src_path = None
+        if s.source_video:
+            src_path = os.path.join(self.workdir, f"{job.id}-src.mp4")
+            with open(src_path, "wb") as fh:
+                fh.write(s.source_video)
+        out = os.path.join(self.workdir, f"{job.id}.mp4")
+        tmp = out + ".tmp.mp4"
+        render_clip(ClipSpec(width=job.width, height=job.height, duration_s=job.out_seconds, prompt=s.prompt,
+                             mode=s.mode, first_frame=s.first_frame, reference_images=list(s.reference_images),
+                             source_video=src_path, seed=s.seed, watermark=s.watermark,
+                             keep_source_audio=(s.audio_setting == "origin"),
+                             label=f"simulated {s.provider} {s.model or s.mode} {job.id[:8]}"), tmp)
+        os.replace(tmp, out)
+        if src_path:
+            os.unlink(src_path)
+        return out
+
+    def view(self, job_id: str) -> JobView | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        job.polls += 1
+        elapsed = time.monotonic() - job.created
+        if job.canceled:
+            return JobView("canceled", job, elapsed=elapsed)
+        if job.stuck or elapsed < job.timing.queue_s:
+            return JobView("queued", job, elapsed=elapsed)
+        if job.fail_reason is not None:
+            if elapsed < job.timing.queue_s + job.timing.process_s / 2:
+                return JobView("running", job, elapsed=elapsed)
+            return JobView("failed", job, error=job.fail_reason, elapsed=elapsed)
+        if elapsed < job.timing.queue_s + job.timing.process_s or not job.render.done():
+            return JobView("running", job, elapsed=elapsed)
+        exc = job.render.exception()
+        if exc is not None:
+            return JobView("failed", job, error=f"rendering failed: {exc}", elapsed=elapsed)
+        if job.finished_at is None:
+            job.finished_at = time.time()
+        return JobView("succeeded", job, elapsed=elapsed)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that is still queued (DashScope's rule); False otherwise."""
+        view = self.view(job_id)
+        if view is None or view.state != "queued":
+            return False
+        view.job.canceled = True
+        return True
+
+    def video_path(self, job_id: str) -> str | None:
+        job = self.jobs.get(job_id)
+        if job is None or job.render is None or not job.render.done() or job.render.exception():
+            return None
+        return job.render.result()
+
+    # --- media -------------------------------------------------------------------------------------
+    async def fetch_media(self, url: str, *, allow_data_uri: bool = True, max_bytes: int = 100 << 20) -> bytes:
+        if url.startswith("data:"):
+            if not allow_data_uri:
+                raise SimMediaError("data: URIs are not accepted; pass a public URL")
+            try:
+                header, payload = url.split(",", 1)
+                if not header.endswith(";base64"):
+                    raise SimMediaError("data URI must be base64-encoded")
+                return base64.b64decode(payload, validate=True)
+            except (ValueError, binascii.Error):
+                raise SimMediaError("malformed data URI") from None
+        if url.startswith("oss://"):
+            blob = self.blobs.get(url[len("oss://"):])
+            if blob is None:
+                raise SimMediaError(f"no uploaded object at {url}")
+            return blob[0]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise SimMediaError(f"unsupported URL scheme {parts.scheme!r}")
+        host = parts.hostname or ""
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            # The simulator never reaches beyond this machine.
+            raise SimMediaError(f"the simulator only fetches media from this machine, not {host}")
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                    if resp.status != 200:
+                        raise SimMediaError(f"downloading {parts.path} failed: HTTP {resp.status}")
+                    data = await resp.content.read(max_bytes + 1)
+        except aiohttp.ClientError as exc:
+            raise SimMediaError(f"downloading media failed: {exc}") from None
+        if len(data) > max_bytes:
+            raise SimMediaError("media file too large")
+        return data
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,186 @@
+"""Simulated DashScope: /dashscope/api/v1/... exactly as providers.md section 1 describes."""
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from ..core import JobSpec, SimCore, SimMediaError
+from .common import (RATIOS_10, RATIOS_11, HostError, bearer_key, check_image, check_video, int_param,
+                     key_problem, read_json, video_url)
+
+PREFIX = "/dashscope"
+MODELS = {f"happyhorse-{v}-{m}": (v, mode) for v, modes in (("1.0", ("t2v", "i2v", "r2v", "video-edit")),
+                                                           ("1.1", ("t2v", "i2v", "r2v")))
+          for m in modes for mode in [("edit" if m == "video-edit" else m)]}
+STATUS = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED",
+          "canceled": "CANCELED"}
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"code": code, "message": message, "request_id": str(uuid.uuid4())},
+                             status=status, headers=headers)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def routes(sim: SimCore) -> web.RouteTableDef:
+    r = web.RouteTableDef()
+    name = "dashscope"
+
+    def auth(request: web.Request) -> web.Response | None:
+        problem = key_problem(bearer_key(request))
+        if problem in ("missing", "invalid"):
+            return _error(401, "InvalidApiKey", "Invalid API-key provided.")
+        if problem == "credits":
+            return _error(400, "Arrearage", "Access denied, please make sure your account is in good standing.")
+        return None
+
+    def injected(stage: str) -> web.Response | None:
+        fault = sim.take_fault(name, stage)
+        if fault and fault.get("kind") == "status":
+            status = int(fault["status"])
+            headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
+            code = {429: "Throttling.RateQuota", 500: "InternalError"}.get(status, "InternalError")
+            return _error(status, code, fault.get("message", "simulated fault"), headers)
+        if fault:
+            sim.faults[name].appendleft(fault)   # not ours to handle here (e.g. connection drops)
+        return None
+
+    @r.post(PREFIX + "/api/v1/services/aigc/video-generation/video-synthesis")
+    async def submit(request: web.Request) -> web.Response:
+        body = await read_json(request)
+        sim.record_request(name, "POST", request.path, dict(request.headers), body)
+        if (resp := auth(request)) is not None:
+            return resp
+        if (resp := injected("submit")) is not None:
+            return resp
+        if request.headers.get("X-DashScope-Async", "").lower() != "enable":
+            return _error(403, "AccessDenied", "current user api does not support synchronous calls")
+        try:
+            spec = await _parse_submit(sim, body, request)
+        except HostError as e:
+            return _error(e.status, e.code, e.message)
+        job = sim.create_job(spec)
+        return web.json_response({"output": {"task_status": "PENDING", "task_id": job.id},
+                                  "request_id": str(uuid.uuid4())})
+
+    @r.get(PREFIX + "/api/v1/tasks/{task_id}")
+    async def poll(request: web.Request) -> web.Response:
+        sim.record_request(name, "GET", request.path, dict(request.headers), None)
+        if (resp := auth(request)) is not None:
+            return resp
+        if (resp := injected("poll")) is not None:
+            return resp
+        task_id = request.match_info["task_id"]
+        view = sim.view(task_id)
+        if view is None:
+            return web.json_response({"request_id": str(uuid.uuid4()),
+                                      "output": {"task_id": task_id, "task_status": "UNKNOWN"}})
+        job = view.job
+        out: dict = {"task_id": job.id, "task_status": STATUS[view.state],
+                     "submit_time": _iso(time.time() - view.elapsed)}
+        body: dict = {"request_id": str(uuid.uuid4()), "output": out}
+        if view.state == "succeeded":
+            out.update({"end_time": _iso(job.finished_at or time.time()), "orig_prompt": job.spec.prompt,
+                        "video_url": video_url(request, sim, job.id)})
+            usage = {"duration": job.out_seconds + job.in_seconds, "output_video_duration": job.out_seconds,
+                     "video_count": 1, "SR": 720 if job.spec.resolution == "720p" else 1080}
+            if job.spec.mode == "edit":
+                usage["input_video_duration"] = job.in_seconds
+            body["usage"] = usage
+        elif view.state == "failed":
+            out.update({"code": "InternalError.Algo", "message": view.error})
+        return web.json_response(body)
+
+    @r.post(PREFIX + "/api/v1/tasks/{task_id}/cancel")
+    async def cancel(request: web.Request) -> web.Response:
+        sim.record_request(name, "POST", request.path, dict(request.headers), None)
+        if (resp := auth(request)) is not None:
+            return resp
+        if sim.cancel(request.match_info["task_id"]):
+            return web.json_response({"request_id": str(uuid.uuid4())})
+        return _error(400, "UnsupportedOperation", "Failed to cancel the task, please confirm the task status.")
+
+    return r
+
+
+async def _parse_submit(sim: SimCore, body, request: web.Request) -> JobSpec:
+    if not isinstance(body, dict):
+        raise HostError(400, "InvalidParameter", "request body must be a JSON object")
+    model = body.get("model")
+    if model not in MODELS:
+        raise HostError(404, "ModelNotFound", f"Model not exist: {model}")
+    version, mode = MODELS[model]
+    inp = body.get("input") or {}
+    params = body.get("parameters") or {}
+    if not isinstance(inp, dict) or not isinstance(params, dict):
+        raise HostError(400, "InvalidParameter", "input and parameters must be objects")
+    prompt = inp.get("prompt") or ""
+    if not isinstance(prompt, str) or (mode != "i2v" and not prompt.strip()):
+        raise HostError(400, "InvalidParameter", "Field required: input.prompt")
+    if sum(2 if ord(ch) > 0x2E7F else 1 for ch in prompt) > 5000:
+        raise HostError(400, "InvalidParameter", "input.prompt exceeds the length limit")
+    resolution = params.get("resolution", "1080P")
+    if resolution not in ("720P", "1080P"):
+        raise HostError(400, "InvalidParameter", f"parameters.resolution must be 720P or 1080P, got {resolution!r}")
+    ratios = RATIOS_10 if version == "1.0" else RATIOS_11
+    ratio = None
+    if mode in ("t2v", "r2v"):
+        ratio = params.get("ratio", "16:9")
+        if ratio not in ratios:
+            raise HostError(400, "InvalidParameter", f"parameters.ratio {ratio!r} not in {list(ratios)}")
+    duration = 5
+    if mode != "edit":
+        duration = int_param(params.get("duration", 5), "parameters.duration", 3, 15)
+    seed = int_param(params.get("seed", 0), "parameters.seed", 0, 2147483647)
+    watermark = params.get("watermark", True)
+    if not isinstance(watermark, bool):
+        raise HostError(400, "InvalidParameter", "parameters.watermark must be a boolean")
+    audio = params.get("audio_setting", "auto")
+    if audio not in ("auto", "origin"):
+        raise HostError(400, "InvalidParameter", "parameters.audio_setting must be auto or origin")
+
+    media = inp.get("media") or []
+    if not isinstance(media, list):
+        raise HostError(400, "InvalidParameter", "input.media must be a list")
+    kinds = [m.get("type") for m in media if isinstance(m, dict)]
+    if len(kinds) != len(media) or any(k not in ("first_frame", "reference_image", "video") for k in kinds):
+        raise HostError(400, "InvalidParameter", "input.media[].type must be first_frame, reference_image or video")
+    uses_oss = any(str(m.get("url", "")).startswith("oss://") for m in media)
+    if uses_oss and request.headers.get("X-DashScope-OssResourceResolve", "").lower() != "enable":
+        raise HostError(400, "InvalidParameter", "oss:// URLs need the header X-DashScope-OssResourceResolve: enable")
+    expected = {"t2v": (0, 0, 0), "i2v": (1, 0, 0), "r2v": (0, None, 0), "edit": (0, None, 1)}[mode]
+    n_first, n_ref, n_video = kinds.count("first_frame"), kinds.count("reference_image"), kinds.count("video")
+    if n_first != expected[0] or n_video != expected[2]:
+        raise HostError(400, "InvalidParameter", f"{model}: wrong media for this model "
+                                                 f"(first_frame={n_first}, video={n_video})")
+    if mode == "r2v" and not 1 <= n_ref <= 9:
+        raise HostError(400, "InvalidParameter", "reference_image count must be 1-9")
+    if mode == "edit" and n_ref > 5:
+        raise HostError(400, "InvalidParameter", "reference_image count must be at most 5 for video edit")
+    if mode in ("t2v", "i2v") and n_ref:
+        raise HostError(400, "InvalidParameter", f"{model} takes no reference_image")
+
+    spec = JobSpec(provider="dashscope", mode=mode, version=version, prompt=prompt,
+                   resolution=resolution.lower(), aspect_ratio=ratio, duration_s=duration, seed=seed,
+                   watermark=watermark, audio_setting=audio, model=model)
+    for i, m in enumerate(media):
+        try:
+            data = await sim.fetch_media(str(m.get("url", "")))
+        except SimMediaError as exc:
+            raise HostError(400, "InvalidParameter", f"input.media[{i}]: {exc}") from None
+        if m["type"] == "first_frame":
+            check_image(data, f"input.media[{i}]", 300)
+            spec.first_frame = data
+        elif m["type"] == "reference_image":
+            check_image(data, f"input.media[{i}]", 400)
+            spec.reference_images.append(data)
+        else:
+            check_video(data, f"input.media[{i}]")
+            spec.source_video = data
+    return spec

@@ -1,0 +1,158 @@
+"""The simulator's HTTP server: every simulated host under its own path prefix, plus files and a control API.
+
+  /dashscope/...      DashScope protocol (more hosts mount next to it from protocols/)
+  /files/{id}.mp4     result videos
+  /_sim/stats         submissions per host, jobs, recent requests (for tests)
+  /_sim/faults        POST a fault to inject: {"provider", "stage": submit|poll|download|job, "kind", ...}
+  /_sim/timing        POST {"queue_s", "process_s"}
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Callable
+
+from aiohttp import web
+
+from .core import SimCore, SimTiming
+from .protocols import dashscope
+
+PROTOCOLS: dict[str, Callable[[SimCore], web.RouteTableDef]] = {
+    "dashscope": dashscope.routes,
+}
+PREFIXES: dict[str, str] = {"dashscope": dashscope.PREFIX}
+
+
+def register_protocol(name: str, prefix: str, routes: Callable[[SimCore], web.RouteTableDef]) -> None:
+    PROTOCOLS[name] = routes
+    PREFIXES[name] = prefix
+
+
+def build_app(sim: SimCore) -> web.Application:
+    app = web.Application(client_max_size=120 << 20)
+    for make_routes in PROTOCOLS.values():
+        app.add_routes(make_routes(sim))
+
+    async def files(request: web.Request) -> web.StreamResponse:
+        job_id = request.match_info["job_id"]
+        path = sim.video_path(job_id)
+        if path is None:
+            return web.json_response({"error": "no such video"}, status=404)
+        job = sim.jobs[job_id]
+        fault = sim.take_fault(job.spec.provider, "download")
+        data = open(path, "rb").read()
+        if fault and fault.get("kind") == "truncate":
+            # Declares the full length but sends only part: the client sees the connection end early.
+            resp = web.StreamResponse(headers={"Content-Type": "video/mp4", "Content-Length": str(len(data))})
+            await resp.prepare(request)
+            await resp.write(data[: len(data) // 2])
+            request.transport.close() if request.transport else None
+            return resp
+        if fault and fault.get("kind") == "corrupt":
+            mid = len(data) // 2
+            data = data[:mid] + os.urandom(min(65536, len(data) - mid)) + data[mid + 65536:]
+        if fault and fault.get("kind") == "status":
+            return web.json_response({"error": "simulated"}, status=int(fault["status"]))
+        return web.Response(body=data, content_type="video/mp4")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({
+            "submissions": dict(sim.submissions),
+            "jobs": {j.id: {"provider": j.spec.provider, "mode": j.spec.mode, "polls": j.polls,
+                            "canceled": j.canceled} for j in sim.jobs.values()},
+            "requests": {p: list(q) for p, q in sim.requests.items()},
+        })
+
+    async def faults(request: web.Request) -> web.Response:
+        fault = await request.json()
+        sim.faults[fault["provider"]].append(fault)
+        return web.json_response({"queued": len(sim.faults[fault["provider"]])})
+
+    async def timing(request: web.Request) -> web.Response:
+        data = await request.json()
+        sim.timing = SimTiming(float(data.get("queue_s", sim.timing.queue_s)),
+                               float(data.get("process_s", sim.timing.process_s)))
+        return web.json_response({"queue_s": sim.timing.queue_s, "process_s": sim.timing.process_s})
+
+    app.router.add_get("/files/{job_id}.mp4", files)
+    app.router.add_get("/_sim/stats", stats)
+    app.router.add_post("/_sim/faults", faults)
+    app.router.add_post("/_sim/timing", timing)
+    return app
+
+
+class SimulatorServer:
+    """Runs the simulator on 127.0.0.1 in a background thread with its own event loop."""
+
+    def __init__(self, port: int = 0, timing: SimTiming | None = None, workdir: str | None = None):
+        self.core = SimCore(timing, workdir)
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def base_url(self, provider: str) -> str:
+        return self.url + PREFIXES[provider]
+
+    def start(self) -> "SimulatorServer":
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._start_site())
+            except BaseException as exc:  # report start-up failure to the caller's thread
+                error.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="happyhorse-simulator", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if error:
+            raise error[0]
+        return self
+
+    async def _start_site(self) -> None:
+        self._runner = web.AppRunner(build_app(self.core), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self.core.close()
+
+    def __enter__(self) -> "SimulatorServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+_shared: SimulatorServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_simulator() -> SimulatorServer:
+    """One simulator per process, started on first use (for `--provider simulator` and the nodes)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            timing = SimTiming(float(os.environ.get("HAPPYHORSE_SIM_QUEUE_S", 0.5)),
+                               float(os.environ.get("HAPPYHORSE_SIM_PROCESS_S", 2.0)))
+            _shared = SimulatorServer(timing=timing).start()
+        return _shared

@@ -1,0 +1,203 @@
+"""The DashScope adapter against the simulated DashScope: all four modes, the exact requests, every error."""
+import json
+import urllib.request
+
+import av
+import pytest
+
+from happyhorse.engine.errors import JobCancelled, JobFailed, ProviderError
+from happyhorse.engine.ledger import Ledger
+from happyhorse.engine.request import GenerationRequest, MediaInput
+from happyhorse.engine.runner import JobRunner, RunOptions
+from happyhorse.providers.registry import all_caps, resolve_endpoint
+from tests.conftest import png_bytes
+
+
+def http(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def stats(sim):
+    return http("GET", sim.url + "/_sim/stats")[1]
+
+
+@pytest.fixture
+def runner(sim, monkeypatch, tmp_path):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-key-123")
+    ep = resolve_endpoint("dashscope", base_url=sim.base_url("dashscope"))
+    return JobRunner(ep, ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
+
+
+def probe(path):
+    with av.open(path) as c:
+        v = c.streams.video[0]
+        return {"codec": v.codec_context.name, "w": v.codec_context.width, "h": v.codec_context.height,
+                "fps": float(v.average_rate), "audio": len(c.streams.audio) == 1,
+                "dur": float(v.duration * v.time_base)}
+
+
+async def test_t2v_end_to_end_and_exact_request(runner, sim, tmp_path):
+    req = GenerationRequest(mode="t2v", version="1.1", prompt="a horse on a beach", resolution="720p",
+                            aspect_ratio="9:16", duration_s=3, seed=42)
+    res = await runner.run(req, RunOptions(out_dir=str(tmp_path)))
+    p = probe(res.path)
+    assert (p["codec"], p["w"], p["h"], p["fps"], p["audio"]) == ("h264", 720, 1280, 24.0, True)
+    assert abs(p["dur"] - 3) < 0.1
+    assert res.cost_usd == pytest.approx(3 * 0.14) and res.billed_seconds == 3
+    sent = [r for r in stats(sim)["requests"]["dashscope"] if r["method"] == "POST"][0]
+    assert sent["path"] == "/dashscope/api/v1/services/aigc/video-generation/video-synthesis"
+    assert sent["headers"]["X-DashScope-Async"] == "enable"
+    assert sent["headers"]["Authorization"] == "***"      # the simulator's log redacts it
+    assert sent["body"] == {"model": "happyhorse-1.1-t2v", "input": {"prompt": "a horse on a beach"},
+                            "parameters": {"resolution": "720P", "watermark": False, "ratio": "9:16",
+                                           "duration": 3, "seed": 42}}
+    assert stats(sim)["submissions"] == {"dashscope": 1}
+
+
+async def test_i2v_takes_image_ratio(runner, sim, tmp_path):
+    first = MediaInput.image_bytes(png_bytes(800, 600))
+    res = await runner.run(GenerationRequest(mode="i2v", version="1.0", first_frame=first, duration_s=3,
+                                             resolution="720p"), RunOptions(out_dir=str(tmp_path)))
+    assert (res.width, res.height) == (960, 720)
+    body = stats(sim)["requests"]["dashscope"][0]["body"]
+    assert body["model"] == "happyhorse-1.0-i2v" and "ratio" not in body["parameters"]
+    assert body["input"]["media"][0]["type"] == "first_frame"
+    assert body["input"]["media"][0]["url"].startswith("data:image/png;base64,")
+
+
+async def test_r2v_sends_references_in_order(runner, sim, tmp_path):
+    refs = tuple(MediaInput.image_bytes(png_bytes(500, 500, color=c)) for c in ((255, 0, 0), (0, 0, 255)))
+    res = await runner.run(GenerationRequest(mode="r2v", prompt="[Image 1] meets [Image 2]", reference_images=refs,
+                                             aspect_ratio="1:1", duration_s=3), RunOptions(out_dir=str(tmp_path)))
+    assert (res.width, res.height) == (720, 720)
+    media = stats(sim)["requests"]["dashscope"][0]["body"]["input"]["media"]
+    assert [m["type"] for m in media] == ["reference_image", "reference_image"]
+
+
+async def test_edit_keeps_source_and_bills_input_plus_output(runner, sim, tmp_path):
+    src = await runner.run(GenerationRequest(mode="t2v", prompt="source", duration_s=4, aspect_ratio="4:3"),
+                           RunOptions(out_dir=str(tmp_path / "src")))
+    video = MediaInput.from_path(src.path, "video")
+    res = await runner.run(GenerationRequest(mode="edit", version="1.0", prompt="make it night",
+                                             source_video=video, audio_setting="origin"),
+                           RunOptions(out_dir=str(tmp_path)))
+    assert (res.width, res.height) == (960, 720) and abs(res.duration_s - 4) < 0.1
+    assert res.billed_seconds == pytest.approx(8) and res.cost_usd == pytest.approx(8 * 0.14)
+    body = [r for r in stats(sim)["requests"]["dashscope"] if r["method"] == "POST"][-1]["body"]
+    assert body["model"] == "happyhorse-1.0-video-edit" and body["parameters"]["audio_setting"] == "origin"
+    assert "duration" not in body["parameters"] and "ratio" not in body["parameters"]
+
+
+async def test_bad_key_names_variable(sim, monkeypatch, tmp_path):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-invalid")
+    r = JobRunner(resolve_endpoint("dashscope", base_url=sim.base_url("dashscope")))
+    with pytest.raises(ProviderError) as err:
+        await r.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)))
+    assert err.value.kind == "auth" and "DASHSCOPE_API_KEY" in str(err.value)
+    assert "sk-invalid" not in str(err.value)
+
+
+async def test_arrearage_is_credits(sim, monkeypatch, tmp_path):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-nocredit")
+    r = JobRunner(resolve_endpoint("dashscope", base_url=sim.base_url("dashscope")))
+    with pytest.raises(ProviderError) as err:
+        await r.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)))
+    assert err.value.kind == "credits" and "Arrearage" in str(err.value)
+
+
+def test_simulator_protocol_rules(sim):
+    base = sim.base_url("dashscope")
+    auth = {"Authorization": "Bearer sk-x"}
+    body = {"model": "happyhorse-1.1-t2v", "input": {"prompt": "a"}, "parameters": {"duration": 3}}
+    url = base + "/api/v1/services/aigc/video-generation/video-synthesis"
+    status, reply = http("POST", url, body, auth)                               # no async header
+    assert status == 403 and reply["code"] == "AccessDenied"
+    status, reply = http("POST", url, body, {"X-DashScope-Async": "enable"})     # no key
+    assert status == 401 and reply["code"] == "InvalidApiKey"
+    hdrs = {**auth, "X-DashScope-Async": "enable"}
+    status, reply = http("POST", url, {**body, "model": "happyhorse-1.1-video-edit"}, hdrs)
+    assert status == 404 and reply["code"] == "ModelNotFound"
+    status, reply = http("POST", url, {**body, "parameters": {"duration": 20}}, hdrs)
+    assert status == 400 and reply["code"] == "InvalidParameter" and "duration" in reply["message"]
+    status, reply = http("POST", url, {**body, "parameters": {"ratio": "21:9"}, "model": "happyhorse-1.0-t2v"}, hdrs)
+    assert status == 400 and "ratio" in reply["message"]
+    status, reply = http("GET", base + "/api/v1/tasks/no-such-task", None, auth)
+    assert status == 200 and reply["output"]["task_status"] == "UNKNOWN"
+    assert stats(sim)["submissions"] == {}
+
+
+def test_cancel_only_while_pending(sim):
+    base = sim.base_url("dashscope")
+    hdrs = {"Authorization": "Bearer sk-x", "X-DashScope-Async": "enable"}
+    http("POST", sim.url + "/_sim/timing", {"queue_s": 5, "process_s": 0.5})
+    url = base + "/api/v1/services/aigc/video-generation/video-synthesis"
+    _, reply = http("POST", url, {"model": "happyhorse-1.1-t2v", "input": {"prompt": "a"},
+                                  "parameters": {"duration": 3}}, hdrs)
+    task = reply["output"]["task_id"]
+    assert http("POST", f"{base}/api/v1/tasks/{task}/cancel", None, hdrs)[0] == 200
+    assert http("GET", f"{base}/api/v1/tasks/{task}", None, hdrs)[1]["output"]["task_status"] == "CANCELED"
+    http("POST", sim.url + "/_sim/timing", {"queue_s": 0, "process_s": 5})
+    _, reply = http("POST", url, {"model": "happyhorse-1.1-t2v", "input": {"prompt": "a"},
+                                  "parameters": {"duration": 3}}, hdrs)
+    status, err = http("POST", f"{base}/api/v1/tasks/{reply['output']['task_id']}/cancel", None, hdrs)
+    assert status == 400 and err["code"] == "UnsupportedOperation"
+
+
+async def test_failed_job_reports_reason(runner, sim, tmp_path):
+    http("POST", sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "job", "kind": "fail",
+                                            "reason": "content moderation rejected the output"})
+    with pytest.raises(JobFailed) as err:
+        await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)))
+    assert "content moderation" in str(err.value) and err.value.task_id
+    rec = runner.ledger.find_task(err.value.task_id)
+    assert rec.status == "failed" and "moderation" in rec.error
+
+
+async def test_cancel_while_queued_cancels_at_provider(runner, sim, tmp_path):
+    http("POST", sim.url + "/_sim/timing", {"queue_s": 30, "process_s": 1})
+    seen = []
+
+    def on_progress(p):
+        seen.append(p)
+
+    def is_cancelled():
+        return any(p.phase == "queued" for p in seen)
+
+    import time
+    t0 = time.monotonic()
+    with pytest.raises(JobCancelled) as err:
+        await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)),
+                         on_progress=on_progress, is_cancelled=is_cancelled)
+    assert time.monotonic() - t0 < 3
+    assert "not billed" in str(err.value)
+    job = stats(sim)["jobs"][err.value.task_id]
+    assert job["canceled"] is True
+    assert runner.ledger.find_task(err.value.task_id).status == "canceled"
+
+
+async def test_task_id_recorded_before_polling(runner, sim, tmp_path):
+    statuses_at_first_poll = []
+
+    def on_progress(p):
+        if p.phase in ("queued", "running") and not statuses_at_first_poll:
+            statuses_at_first_poll.append(runner.ledger.find_task(p.task_id))
+
+    res = await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)),
+                           on_progress=on_progress)
+    assert statuses_at_first_poll[0] is not None and statuses_at_first_poll[0].task_id == res.task_id
+    final = runner.ledger.get(res.ledger_id)
+    assert final.status == "done" and final.local_path == res.path
+    assert [h["status"] for h in final.history][:2] == ["submitting", "submitted"]
+
+
+async def test_collect_by_task_id(runner, sim, tmp_path):
+    res = await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)))
+    again = await runner.collect(res.task_id, opts=RunOptions(out_path=str(tmp_path / "again.mp4")))
+    assert again.path.endswith("again.mp4") and (again.width, again.height) == (res.width, res.height)
+    assert stats(sim)["submissions"] == {"dashscope": 1}
