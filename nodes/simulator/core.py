@@ -93,6 +93,8 @@ class SimCore:
         self.requests: dict[str, deque] = defaultdict(lambda: deque(maxlen=200))
         self.faults: dict[str, deque] = defaultdict(deque)   # per provider: queued fault dicts
         self.blobs: dict[str, tuple[bytes, str]] = {}         # uploaded objects (provider stores)
+        self.public_blobs: dict[str, tuple[bytes, str]] = {}  # /_sim/blobs: a stand-in public file host
+        self.blob_downloads: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-render")
         self._lock = threading.Lock()
 

@@ -3,36 +3,85 @@
   /dashscope/...      DashScope protocol (more hosts mount next to it from protocols/)
   /files/{id}.mp4     result videos
   /_sim/stats         submissions per host, jobs, recent requests (for tests)
-  /_sim/faults        POST a fault to inject: {"provider", "stage": submit|poll|download|job, "kind", ...}
+  /_sim/faults        POST a fault to inject: {"provider", "stage", "kind", ...}; stages:
+                      submit | poll | cancel | upload (HTTP level, see fault_middleware),
+                      job (kind fail + reason, stuck, slow + seconds), download (truncate | corrupt | status)
   /_sim/timing        POST {"queue_s", "process_s"}
+  /_sim/blobs/{name}  PUT bytes / GET them back: a stand-in public file host for URL-only tests
 """
 from __future__ import annotations
 
 import asyncio
 import os
 import threading
-from typing import Callable
+from types import ModuleType
 
 from aiohttp import web
 
 from .core import SimCore, SimTiming
 from .protocols import dashscope
 
-PROTOCOLS: dict[str, Callable[[SimCore], web.RouteTableDef]] = {
-    "dashscope": dashscope.routes,
+# Each protocol module provides: PREFIX, routes(sim), stage_of(method, path), error_response(status, msg, headers).
+PROTOCOL_MODULES: dict[str, ModuleType] = {
+    "dashscope": dashscope,
 }
-PREFIXES: dict[str, str] = {"dashscope": dashscope.PREFIX}
+PREFIXES: dict[str, str] = {name: mod.PREFIX for name, mod in PROTOCOL_MODULES.items()}
 
 
-def register_protocol(name: str, prefix: str, routes: Callable[[SimCore], web.RouteTableDef]) -> None:
-    PROTOCOLS[name] = routes
-    PREFIXES[name] = prefix
+def _provider_for(path: str) -> str | None:
+    for name, prefix in PREFIXES.items():
+        if path.startswith(prefix + "/"):
+            return name
+    return None
+
+
+def fault_middleware(sim: SimCore):
+    """Injected faults for any protocol, by the stage the protocol says a request belongs to.
+
+    kinds: status (HTTP error in the host's shape, optional retry_after / headers), drop (close the connection
+    before handling), drop_after (handle it - e.g. accept the submit - then close without answering),
+    slow (wait `seconds`, then answer normally).
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        provider = _provider_for(request.path)
+        stage = PROTOCOL_MODULES[provider].stage_of(request.method, request.path) if provider else None
+        fault = sim.take_fault(provider, stage) if stage else None
+        if fault is None:
+            return await handler(request)
+        kind = fault.get("kind")
+        if kind == "status":
+            headers = dict(fault.get("headers") or {})
+            if "retry_after" in fault:
+                headers["Retry-After"] = str(fault["retry_after"])
+            sim.record_request(provider, request.method, request.path, dict(request.headers), {"fault": fault})
+            return PROTOCOL_MODULES[provider].error_response(int(fault["status"]),
+                                                             str(fault.get("message", "simulated fault")), headers)
+        if kind == "drop":
+            sim.record_request(provider, request.method, request.path, dict(request.headers), {"fault": fault})
+            _drop(request)
+        if kind == "slow":
+            await asyncio.sleep(float(fault.get("seconds", 3)))
+            return await handler(request)
+        if kind == "drop_after":
+            await handler(request)
+            _drop(request)
+        raise ValueError(f"unknown fault kind {kind!r}")
+
+    return middleware
+
+
+def _drop(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
+    raise asyncio.CancelledError()
 
 
 def build_app(sim: SimCore) -> web.Application:
-    app = web.Application(client_max_size=120 << 20)
-    for make_routes in PROTOCOLS.values():
-        app.add_routes(make_routes(sim))
+    app = web.Application(client_max_size=120 << 20, middlewares=[fault_middleware(sim)])
+    for mod in PROTOCOL_MODULES.values():
+        app.add_routes(mod.routes(sim))
 
     async def files(request: web.Request) -> web.StreamResponse:
         job_id = request.match_info["job_id"]
@@ -62,6 +111,7 @@ def build_app(sim: SimCore) -> web.Application:
             "jobs": {j.id: {"provider": j.spec.provider, "mode": j.spec.mode, "polls": j.polls,
                             "canceled": j.canceled} for j in sim.jobs.values()},
             "requests": {p: list(q) for p, q in sim.requests.items()},
+            "blob_downloads": dict(sim.blob_downloads),
         })
 
     async def faults(request: web.Request) -> web.Response:
@@ -75,6 +125,21 @@ def build_app(sim: SimCore) -> web.Application:
                                float(data.get("process_s", sim.timing.process_s)))
         return web.json_response({"queue_s": sim.timing.queue_s, "process_s": sim.timing.process_s})
 
+    async def put_blob(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        sim.public_blobs[name] = (await request.read(), request.headers.get("Content-Type",
+                                                                            "application/octet-stream"))
+        return web.json_response({"url": f"{request.scheme}://{request.host}/_sim/blobs/{name}"})
+
+    async def get_blob(request: web.Request) -> web.Response:
+        blob = sim.public_blobs.get(request.match_info["name"])
+        if blob is None:
+            return web.json_response({"error": "no such blob"}, status=404)
+        sim.blob_downloads[request.match_info["name"]] += 1
+        return web.Response(body=blob[0], content_type=blob[1])
+
+    app.router.add_put("/_sim/blobs/{name}", put_blob)
+    app.router.add_get("/_sim/blobs/{name}", get_blob)
     app.router.add_get("/files/{job_id}.mp4", files)
     app.router.add_get("/_sim/stats", stats)
     app.router.add_post("/_sim/faults", faults)

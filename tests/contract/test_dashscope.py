@@ -201,3 +201,21 @@ async def test_collect_by_task_id(runner, sim, tmp_path):
     again = await runner.collect(res.task_id, opts=RunOptions(out_path=str(tmp_path / "again.mp4")))
     assert again.path.endswith("again.mp4") and (again.width, again.height) == (res.width, res.height)
     assert stats(sim)["submissions"] == {"dashscope": 1}
+
+
+async def test_injected_poll_faults_are_retried(runner, sim, tmp_path):
+    for status in (429, 503):
+        http("POST", sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "poll", "kind": "status",
+                                                "status": status, "retry_after": 0})
+    http("POST", sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "poll", "kind": "drop"})
+    res = await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)))
+    assert res.path and stats(sim)["submissions"] == {"dashscope": 1}
+
+
+async def test_submit_dropped_after_accept_is_reported_not_resent(runner, sim, tmp_path):
+    from happyhorse.engine.errors import SubmitUncertain
+    http("POST", sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "submit", "kind": "drop_after"})
+    with pytest.raises(SubmitUncertain):
+        await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)))
+    assert stats(sim)["submissions"] == {"dashscope": 1}
+    assert runner.ledger.recent(1)[0].status == "uncertain"

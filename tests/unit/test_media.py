@@ -34,17 +34,25 @@ CLIP_W, CLIP_H, CLIP_FRAMES = 640, 360, 48
 AUDIO_RATE, TONE_HZ, TONE_AMP = 44_100, 440.0, 0.5
 
 
-def _level(index: int) -> int:
-    """Mean grey level of test frame `index`: levels are 3 apart, so a decoded frame tells its own index."""
-    return 40 + 3 * index
+_INDEX_BITS = 7
 
 
-def _frame_pixels(index: int, width: int, height: int) -> np.ndarray:
-    # A moving +-30 checkerboard gives the encoder real work but keeps the frame's mean at _level(index).
-    ys, xs = np.mgrid[0:height, 0:width]
-    checker = np.where(((xs + index) // 8 + ys // 8) % 2 == 0, 30, -30)
-    grey = (_level(index) + checker).astype(np.uint8)
+def _frame_pixels(index: int, checker: np.ndarray) -> np.ndarray:
+    """Top half: the frame's index as 7 black/white stripes (bit 0 leftmost); bottom half: a moving
+    checkerboard, so the codec has real work. Big on/off steps survive compression and scaling."""
+    height, width = checker.shape[0] * 2, checker.shape[1]
+    stripe = width // _INDEX_BITS
+    grey = np.full((height, width), 40, dtype=np.uint8)
+    for bit in range(_INDEX_BITS):
+        if index >> bit & 1:
+            grey[: height // 2, bit * stripe : (bit + 1) * stripe] = 215
+    grey[height // 2 :] = np.roll(checker, index, axis=1)
     return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _checker(width: int, height: int) -> np.ndarray:
+    ys, xs = np.mgrid[0 : height // 2, 0:width]
+    return np.where((xs // 8 + ys // 8) % 2 == 0, 230, 25).astype(np.uint8)
 
 
 def _write_clip(path: Path, width: int, height: int, frames: int, audio: bool = True, gop: int = 12) -> Path:
@@ -52,8 +60,9 @@ def _write_clip(path: Path, width: int, height: int, frames: int, audio: bool = 
         video = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "g": str(gop)})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         sound = out.add_stream("aac", rate=AUDIO_RATE, layout="mono") if audio else None
+        checker = _checker(width, height)
         for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(_frame_pixels(index, width, height), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(_frame_pixels(index, checker), format="rgb24")
             frame.pts = index
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
@@ -76,8 +85,17 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write_clip(tmp_path_factory.mktemp("media") / "clip.mp4", CLIP_W, CLIP_H, CLIP_FRAMES)
 
 
-def _index_of(frame: np.ndarray) -> float:
-    return (float(frame.mean()) - 40) / 3
+def _index_of(frame: np.ndarray) -> int:
+    """Read back the index drawn by _frame_pixels, from the middle of each stripe."""
+    height, width = frame.shape[:2]
+    stripe = width / _INDEX_BITS
+    band = frame[height // 8 : height * 3 // 8].astype(np.float32)
+    index = 0
+    for bit in range(_INDEX_BITS):
+        centre = (bit + 0.5) * stripe
+        if band[:, int(centre - stripe / 4) : int(centre + stripe / 4)].mean() > 128:
+            index |= 1 << bit
+    return index
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -304,7 +322,7 @@ def test_decode_frames_into_fills_the_planned_frames(clip: Path) -> None:
     assert decode_frames_into(clip, plan, out) == plan.count
     assert out.min() >= 0.0 and out.max() <= 1.0
     for slot, index in enumerate(plan.indices):
-        assert _index_of(out[slot] * 255) == pytest.approx(index, abs=0.4)
+        assert _index_of(out[slot] * 255) == index
     as_uint8 = decode_frames(clip, plan)
     assert as_uint8.dtype == np.uint8 and as_uint8.shape == out.shape
     np.testing.assert_allclose(out, as_uint8 / np.float32(255), atol=1e-6)
@@ -314,7 +332,7 @@ def test_decode_frames_into_stops_where_the_file_ends(clip: Path) -> None:
     plan = FramePlan(indices=[0, 10, CLIP_FRAMES + 100], width=64, height=36, count=3)
     out = np.zeros((3, 36, 64, 3), dtype=np.float32)
     assert decode_frames_into(clip, plan, out) == 2
-    assert _index_of(out[1] * 255) == pytest.approx(10, abs=0.4)
+    assert _index_of(out[1] * 255) == 10
     assert not out[2].any()
     assert len(decode_frames(clip, plan)) == 2
 
@@ -339,7 +357,7 @@ def test_decode_frames_into_never_holds_the_whole_clip(clip: Path) -> None:
     finally:
         tracemalloc.stop()
     assert written == CLIP_FRAMES
-    assert _index_of(out[-1] * 255) == pytest.approx(CLIP_FRAMES - 1, abs=0.4)
+    assert _index_of(out[-1] * 255) == CLIP_FRAMES - 1
     assert peak < clip_bytes / 20  # about one uint8 frame (0.7 MB), never a full-clip intermediate
 
 

@@ -19,6 +19,24 @@ STATUS = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "
           "canceled": "CANCELED"}
 
 
+def stage_of(method: str, path: str) -> str | None:
+    """Which job stage a request belongs to, for fault injection (submit | poll | cancel | upload)."""
+    if method == "POST" and path.endswith("/video-synthesis"):
+        return "submit"
+    if method == "GET" and "/api/v1/tasks/" in path:
+        return "poll"
+    if method == "POST" and path.endswith("/cancel"):
+        return "cancel"
+    return None
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> web.Response:
+    """The host's error body for an injected HTTP failure."""
+    code = {429: "Throttling.RateQuota", 500: "InternalError", 502: "InternalError", 503: "InternalError"}.get(
+        status, "InternalError")
+    return _error(status, code, message, headers)
+
+
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
     return web.json_response({"code": code, "message": message, "request_id": str(uuid.uuid4())},
                              status=status, headers=headers)
@@ -40,24 +58,11 @@ def routes(sim: SimCore) -> web.RouteTableDef:
             return _error(400, "Arrearage", "Access denied, please make sure your account is in good standing.")
         return None
 
-    def injected(stage: str) -> web.Response | None:
-        fault = sim.take_fault(name, stage)
-        if fault and fault.get("kind") == "status":
-            status = int(fault["status"])
-            headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
-            code = {429: "Throttling.RateQuota", 500: "InternalError"}.get(status, "InternalError")
-            return _error(status, code, fault.get("message", "simulated fault"), headers)
-        if fault:
-            sim.faults[name].appendleft(fault)   # not ours to handle here (e.g. connection drops)
-        return None
-
     @r.post(PREFIX + "/api/v1/services/aigc/video-generation/video-synthesis")
     async def submit(request: web.Request) -> web.Response:
         body = await read_json(request)
         sim.record_request(name, "POST", request.path, dict(request.headers), body)
         if (resp := auth(request)) is not None:
-            return resp
-        if (resp := injected("submit")) is not None:
             return resp
         if request.headers.get("X-DashScope-Async", "").lower() != "enable":
             return _error(403, "AccessDenied", "current user api does not support synchronous calls")
@@ -73,8 +78,6 @@ def routes(sim: SimCore) -> web.RouteTableDef:
     async def poll(request: web.Request) -> web.Response:
         sim.record_request(name, "GET", request.path, dict(request.headers), None)
         if (resp := auth(request)) is not None:
-            return resp
-        if (resp := injected("poll")) is not None:
             return resp
         task_id = request.match_info["task_id"]
         view = sim.view(task_id)
