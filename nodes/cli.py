@@ -104,7 +104,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     check_request(req, get_adapter(a.provider), all_caps())   # bad input is refused before a key is even needed
     endpoint = resolve_endpoint(a.provider, base_url=a.base_url)
     runner = JobRunner(endpoint, ledger=Ledger(), all_caps=all_caps())
-    opts = RunOptions(out_path=a.out, out_dir=a.out_dir, timeout_s=a.timeout)
+    opts = RunOptions(out_path=a.out, out_dir=a.out_dir, timeout_s=a.timeout, force_new=a.new)
     printer = _ProgressPrinter(quiet=a.quiet)
     _, is_cancelled = _cancel_flag()
     try:
@@ -116,8 +116,10 @@ def cmd_generate(a: argparse.Namespace) -> int:
     else:
         cost = "free" if result.cost_usd == 0 else (f"{result.cost_usd:.2f} USD" if result.cost_usd is not None
                                                      else "cost unknown")
+        how = {"reused": "reused an identical earlier result, nothing billed; --new makes another",
+               "attached": "attached to an identical job already in flight"}.get(result.origin)
         print(f"Saved {result.path}  ({result.width}x{result.height}, {result.duration_s:.1f} s, "
-              f"task {result.task_id}, {cost})")
+              f"task {result.task_id}, {cost}{'; ' + how if how else ''})")
     return 0
 
 
@@ -230,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out-dir", default="happyhorse_output", help="folder for the MP4 when --out is not given")
     g.add_argument("--timeout", type=float, default=1800.0, help="seconds of running time before giving up")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
+    g.add_argument("--new", action="store_true",
+                   help="always submit a new paid job (by default an identical earlier request is reused, or "
+                        "attached to if still running)")
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("estimate", help="price a video without making it")

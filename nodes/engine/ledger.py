@@ -151,10 +151,13 @@ class Ledger:
             row = db.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
         return _record(row) if row else None
 
-    def find_fingerprint(self, fingerprint: str, provider: str) -> JobRecord | None:
+    def find_fingerprint(self, fingerprint: str, provider: str, base_url: str | None = None) -> JobRecord | None:
+        """The newest job for an identical request at the same provider (and endpoint: another base URL is
+        another account or region, whose task ids mean nothing here)."""
+        sql = "SELECT * FROM jobs WHERE fingerprint=? AND provider=?" + (" AND base_url=?" if base_url else "")
+        args = (fingerprint, provider, base_url) if base_url else (fingerprint, provider)
         with self._connect() as db:
-            row = db.execute("SELECT * FROM jobs WHERE fingerprint=? AND provider=? ORDER BY created_at DESC "
-                             "LIMIT 1", (fingerprint, provider)).fetchone()
+            row = db.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
         return _record(row) if row else None
 
     def recent(self, limit: int = 20, status: str | None = None) -> list[JobRecord]:

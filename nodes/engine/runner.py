@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ from .validation import validate_request
 
 CANCEL_CHECK_S = 0.2
 TICK_S = 1.0
+RESULT_LIFETIME_S = 24 * 3600     # hosts keep task ids and result URLs about a day
+# Ledger states of a paid job we can still follow to its video instead of paying again.
+ATTACHABLE = {"submitted", "queued", "running", "succeeded", "abandoned", "download_failed", "done"}
 
 
 @dataclass
@@ -40,6 +44,7 @@ class RunOptions:
     queue_timeout_s: float | None = None      # None: a long queue is not a failure
     max_download_bytes: int = 1 << 30
     download_attempts: int = 3
+    force_new: bool = False                   # True: always submit a new (paid) job, never attach or reuse
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class JobResult:
     duration_s: float = 0.0
     fps: float = 0.0
     has_audio: bool = False
+    origin: str = "new"          # new | attached (an identical job was still running) | reused (already made)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -151,6 +157,10 @@ class JobRunner:
         watch.update("validating")
         req, est = self.check(req)
         watch.estimate = est
+        if self.ledger is not None and not opts.force_new:
+            prior = await self._prior_job(req, est, opts, watch)
+            if prior is not None:
+                return prior
         watch.update("uploading")
         media = await watch.guard(prepare_media(req, self.adapter.caps))
         watch.raise_if_cancelled(None)
@@ -197,6 +207,42 @@ class JobRunner:
             return await self._follow(transport, task_id, req, est, opts, watch, ledger_id)
 
     # --- internals --------------------------------------------------------------------------------
+    async def _prior_job(self, req: GenerationRequest, est: Estimate, opts: RunOptions,
+                         watch: "_Watch") -> JobResult | None:
+        """Never pay twice for the same request: reuse a finished video, attach to a job still in flight."""
+        prior = self.ledger.find_fingerprint(req.fingerprint(), self.adapter.name, self.endpoint.base_url)
+        if prior is None or time.time() - prior.created_at > RESULT_LIFETIME_S:
+            return None
+        if prior.status == "done" and prior.local_path and os.path.isfile(prior.local_path):
+            path = prior.local_path
+            if opts.out_path and os.path.abspath(opts.out_path) != os.path.abspath(path):
+                Path(opts.out_path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, opts.out_path)
+                path = opts.out_path
+            watch.task_id = prior.task_id
+            watch.update("reused", detail=f"same request as task {prior.task_id}; nothing submitted or billed")
+            from .media import probe_video
+
+            info = probe_video(path)
+            return JobResult(path=path, task_id=prior.task_id or "", provider=self.adapter.name, mode=req.mode,
+                             version=req.version, billed_seconds=0.0, cost_usd=0.0, video_url=prior.video_url,
+                             ledger_id=prior.id, width=info.width, height=info.height, duration_s=info.duration_s,
+                             fps=info.fps, has_audio=info.has_audio, origin="reused")
+        if prior.task_id and prior.status in ATTACHABLE:
+            watch.task_id = prior.task_id
+            watch.update("attaching", detail=f"an identical job (task {prior.task_id}) is already paid for")
+            async with self._transport() as transport:
+                result = await self._follow(transport, prior.task_id, req, est, opts, watch, prior.id)
+            result.origin = "attached"
+            return result
+        if prior.status == "uncertain":
+            raise SubmitUncertain(
+                f"An identical request was sent at {time.strftime('%H:%M', time.localtime(prior.created_at))} but "
+                f"its submit broke off, so it may be running and billed at {self.adapter.caps.display_name}. "
+                f"Check the provider's dashboard; to submit anyway, force a new generation "
+                f"(--new in the CLI, force_new on the node).")
+        return None
+
     def _record(self, ledger_id: str | None, status: str | None = None, **fields: Any) -> None:
         if self.ledger is not None and ledger_id is not None:
             self.ledger.update(ledger_id, status=status, **fields)
