@@ -7,6 +7,7 @@ the job at the provider or to collect it later).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ from .protocol import JobStatus
 from .request import GenerationRequest
 from .uploads import prepare_media
 from .validation import validate_request
+
+log = logging.getLogger("happyhorse.runner")
 
 CANCEL_CHECK_S = 0.2
 TICK_S = 1.0
@@ -181,6 +184,7 @@ class JobRunner:
                     self._record(ledger_id, "rejected", error=str(exc))
                     raise
                 self._record(ledger_id, "submitted", task_id=task_id)
+                log.info("%s accepted the job: task %s (ledger %s)", self.adapter.name, task_id, ledger_id)
                 watch.task_id = task_id
                 return await self._follow(transport, task_id, req, est, opts, watch, ledger_id)
 
@@ -284,6 +288,7 @@ class JobRunner:
                                                                                  ledger_id))
             status = self.adapter.parse_poll(reply)
             if status.state != last_state:
+                log.info("task %s: %s", task_id, status.raw_state or status.state)
                 self._record(ledger_id, status.state)
                 last_state = status.state
             watch.update(status.state)

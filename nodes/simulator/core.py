@@ -65,6 +65,8 @@ class SimJob:
     stuck: bool = False                   # fault: stays queued forever
     finished_at: float | None = None
     polls: int = 0
+    downloads: int = 0
+    created_wall: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,13 @@ from types import ModuleType
 from aiohttp import web
 
 from .core import SimCore, SimTiming
-from .protocols import dashscope
+from .protocols import aimlapi, dashscope, reapi
 
 # Each protocol module provides: PREFIX, routes(sim), stage_of(method, path), error_response(status, msg, headers).
 PROTOCOL_MODULES: dict[str, ModuleType] = {
     "dashscope": dashscope,
+    "aimlapi": aimlapi,
+    "reapi": reapi,
 }
 PREFIXES: dict[str, str] = {name: mod.PREFIX for name, mod in PROTOCOL_MODULES.items()}
 
@@ -89,6 +91,7 @@ def build_app(sim: SimCore) -> web.Application:
         if path is None:
             return web.json_response({"error": "no such video"}, status=404)
         job = sim.jobs[job_id]
+        job.downloads += 1
         fault = sim.take_fault(job.spec.provider, "download")
         data = open(path, "rb").read()
         if fault and fault.get("kind") == "truncate":
@@ -109,7 +112,8 @@ def build_app(sim: SimCore) -> web.Application:
         return web.json_response({
             "submissions": dict(sim.submissions),
             "jobs": {j.id: {"provider": j.spec.provider, "mode": j.spec.mode, "polls": j.polls,
-                            "canceled": j.canceled} for j in sim.jobs.values()},
+                            "canceled": j.canceled, "downloads": j.downloads, "created": j.created_wall,
+                            "finished": j.finished_at} for j in sim.jobs.values()},
             "requests": {p: list(q) for p, q in sim.requests.items()},
             "blob_downloads": dict(sim.blob_downloads),
         })
