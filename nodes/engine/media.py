@@ -171,64 +171,47 @@ def probe_video(path: PathLike) -> VideoInfo:
         return _describe(container, size_bytes)
 
 
-# How far before the end verify_video seeks; the decoder then starts at the keyframe before that point.
-_VERIFY_TAIL_S = 0.5
-
-
 def verify_video(path: PathLike) -> VideoInfo:
-    """Prove a downloaded video is usable: it opens, its first frame decodes, and its tail decodes to the end.
+    """Prove a downloaded video is usable before it counts: decode every packet, strictly, to the end.
 
-    Detects: files that are not video, a missing/damaged header or index (e.g. an MP4 cut before its moov
-    atom), truncation anywhere after the header (the tail's packets are missing or short, so the last
-    decoded frame falls short of the indexed duration), and damage that breaks the first or the last GOP.
-    Does not detect: damage in the middle of the clip (only the first frame and the last GOP are decoded,
-    to stay fast), nor damage the decoder conceals without an error (H.264 error concealment).
+    A paid result is worth a full decode (about 0.1 s for 5 s of 720p here, a few seconds for 15 s of 1080p
+    on two cores, against minutes of generation). FFmpeg's err_detect=explode turns damage the H.264 / AAC
+    decoders would otherwise conceal into errors, so garbage anywhere in the file fails, as do truncation,
+    a missing or damaged header or index, and files that are not video.
+    Does not detect: damage that still decodes as valid bitstream (e.g. flipped bits inside residual data).
     """
     size_bytes = os.path.getsize(path)
     with _open_input(path) as container:
         info = _describe(container, size_bytes)
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        video = container.streams.video[0]
+        streams = [video, *container.streams.audio]
+        for stream in streams:
+            stream.codec_context.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
+        video.thread_type = "AUTO"
+        frames = 0
+        video_end_s = 0.0
         try:
-            if next(container.decode(stream), None) is None:
-                raise MediaError("the video stream has no decodable frame")
-            _verify_tail(container, stream, info)
+            for packet in container.demux(streams):
+                if packet.is_corrupt:
+                    raise MediaError("the video is corrupt: a packet is flagged as damaged")
+                for frame in packet.decode():
+                    if packet.stream is video:
+                        frames += 1
+                        if frame.pts is not None:
+                            video_end_s = float((frame.pts + (frame.duration or 0)) * video.time_base)
         except av.FFmpegError as exc:
-            raise MediaError(f"the video does not decode: {exc}") from exc
-    return info
-
-
-def _verify_tail(container: av.container.InputContainer, stream: av.VideoStream, info: VideoInfo) -> None:
-    tb = stream.time_base
-    start = stream.start_time or 0
-    end_pts = start + int(info.duration_s / tb)
-    tail_pts = max(start, end_pts - int(_VERIFY_TAIL_S / tb))
-    container.seek(tail_pts, stream=stream, backward=True)
-    video_end_s: float | None = None
-    data_end_s = 0.0
-    # Demux every stream so a short (cut) audio packet at the very end is noticed too.
-    for packet in container.demux():
-        if packet.is_corrupt:
-            raise MediaError("the video is truncated or corrupt: a packet near the end is damaged")
-        if packet.pts is not None and packet.time_base is not None:
-            data_end_s = max(data_end_s, float((packet.pts + packet.duration) * packet.time_base))
-        if packet.stream is stream:
-            # With long GOPs the seek lands far before the tail; frames nothing refers to can be skipped there.
-            before_tail = packet.pts is not None and packet.pts < tail_pts
-            stream.codec_context.skip_frame = "NONREF" if before_tail else "DEFAULT"
-            for frame in stream.decode(packet):
-                video_end_s = float((frame.pts + (frame.duration or 0)) * tb)
-    if video_end_s is None:
-        raise MediaError("the video is truncated: no frame decodes near the end")
+            raise MediaError(f"the video is truncated or corrupt: {exc}") from exc
+    if frames == 0:
+        raise MediaError("the video stream has no decodable frame")
     # The header states the length even when the data is cut, so falling short of it shows truncation.
-    # MP4 states the video track's own length; other containers (e.g. Matroska) only the whole file's.
-    if stream.duration is not None:
-        stated_s, reached_s = float(end_pts * tb), video_end_s
-    else:
-        stated_s, reached_s = ((container.start_time or 0) + (container.duration or 0)) / av.time_base, data_end_s
-    missing_s = stated_s - reached_s
-    if info.fps and missing_s > 1.5 / info.fps:
-        raise MediaError(f"the video is truncated: it stops {missing_s:.2f} s before its stated end")
+    if video.duration is not None and info.fps:
+        stated_s = float(((video.start_time or 0) + video.duration) * video.time_base)
+        if stated_s - video_end_s > 1.5 / info.fps:
+            raise MediaError(f"the video is truncated: it stops {stated_s - video_end_s:.2f} s before its "
+                             f"stated end")
+    elif info.frame_count and frames < info.frame_count - 1:
+        raise MediaError(f"the video is truncated: {frames} of {info.frame_count} frames decode")
+    return info
 
 
 # ---------------------------------------------------------------------------------------------- frames
@@ -343,7 +326,7 @@ def decode_audio(
         stream = container.streams.audio[0]
         ctx = stream.codec_context
         rate = sample_rate or ctx.sample_rate
-        layout = _layout_for(channels) if channels else (ctx.layout.name if ctx.layout else _layout_for(ctx.channels))
+        layout = _layout_for(channels) if channels else ctx.layout
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         chunks: list[np.ndarray] = []
         try:
@@ -361,4 +344,4 @@ def decode_audio(
 
 
 def _layout_for(channels: int) -> str:
-    return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+    return f"{channels}c"  # FFmpeg's default layout for that many channels: 1c mono, 2c stereo, 6c 5.1

@@ -222,7 +222,8 @@ def _palette(seed: int, prompt: str) -> list[np.ndarray]:
     base_hue = rng.random()
     colors = []
     for offset in (0.0, 0.12 + 0.1 * rng.random(), 0.3 + 0.2 * rng.random()):
-        r, g, b = colorsys.hsv_to_rgb((base_hue + offset) % 1.0, 0.45 + 0.3 * rng.random(), 0.55 + 0.35 * rng.random())
+        saturation, value = 0.45 + 0.3 * rng.random(), 0.55 + 0.35 * rng.random()
+        r, g, b = colorsys.hsv_to_rgb((base_hue + offset) % 1.0, saturation, value)
         colors.append(np.array([r, g, b], dtype=np.float32) * 255.0)
     return colors
 
@@ -230,7 +231,7 @@ def _palette(seed: int, prompt: str) -> list[np.ndarray]:
 class _GradientScene:
     """A seeded three-colour gradient with soft waves, panned slowly, plus a drifting glow."""
 
-    def __init__(self, spec: ClipSpec, n_frames: int) -> None:
+    def __init__(self, spec: ClipSpec) -> None:
         self.width, self.height, self.fps = spec.width, spec.height, spec.fps
         unit = min(spec.width, spec.height)
         self.pad = max(4, round(unit * 0.08))
@@ -309,8 +310,8 @@ class _KenBurnsScene:
 class _TilesScene:
     """The reference images as labelled tiles, in order, bobbing gently over the gradient."""
 
-    def __init__(self, spec: ClipSpec, n_frames: int, area: tuple[int, int, int, int]) -> None:
-        self.background = _GradientScene(spec, n_frames)
+    def __init__(self, spec: ClipSpec, area: tuple[int, int, int, int]) -> None:
+        self.background = _GradientScene(spec)
         self.fps = spec.fps
         left, top, right, bottom = area
         count = len(spec.reference_images)
@@ -514,10 +515,22 @@ def _scene(spec: ClipSpec, n_frames: int, layout: _Layout, stack: ExitStack) -> 
         return _KenBurnsScene(spec, n_frames)
     if spec.mode == "r2v":
         area = (layout.margin, layout.content_top, spec.width - layout.margin, layout.content_bottom)
-        return _TilesScene(spec, n_frames, area)
+        return _TilesScene(spec, area)
     if spec.mode == "edit":
         return _EditScene(spec, stack)
-    return _GradientScene(spec, n_frames)
+    return _GradientScene(spec)
+
+
+def _draw_overlays(pixels: np.ndarray, spec: ClipSpec, layout: _Layout, index: int, n_frames: int) -> None:
+    # i2v keeps frame 0 identical to the input image: its text fades in over the first half second.
+    opacity = min(1.0, index / max(1, spec.fps // 2)) if spec.mode == "i2v" else 1.0
+    if layout.prompt is not None:
+        layout.prompt.apply(pixels, opacity)
+    name = spec.label or "happyhorse simulator"
+    label = f"{name} | {spec.mode} {spec.width}x{spec.height} seed {spec.seed} | frame {index + 1}/{n_frames}"
+    _Overlay(_label_image(label, layout.label_font), layout.margin, layout.margin).apply(pixels, opacity)
+    if spec.watermark:
+        layout.watermark.apply(pixels)
 
 
 def render_clip(spec: ClipSpec, out_path: str) -> None:
@@ -526,9 +539,6 @@ def render_clip(spec: ClipSpec, out_path: str) -> None:
     n_frames = max(1, round(spec.duration_s * spec.fps))
     n_samples = round(n_frames * AUDIO_RATE / spec.fps)
     layout = _layout(spec)
-    # i2v keeps frame 0 identical to the input image: its text fades in over the first half second.
-    fade_frames = max(1, spec.fps // 2) if spec.mode == "i2v" else 0
-    name = spec.label or "happyhorse simulator"
     with ExitStack() as stack:
         scene = _scene(spec, n_frames, layout, stack)
         soundtrack = _soundtrack(spec, n_samples)
@@ -536,7 +546,9 @@ def render_clip(spec: ClipSpec, out_path: str) -> None:
             av.open(out_path, mode="w", format="mp4", container_options={"movflags": "+faststart"})
         )
         # Short GOPs (1 s) keep seeking and tail verification of the result cheap.
-        video = container.add_stream("libx264", rate=spec.fps, options={"preset": "ultrafast", "g": str(spec.fps)})
+        video = container.add_stream(
+            "libx264", rate=spec.fps, options={"preset": "ultrafast", "g": str(spec.fps)}
+        )
         video.width, video.height, video.pix_fmt = spec.width, spec.height, "yuv420p"
         video.codec_context.time_base = Fraction(1, spec.fps)
         audio = _AudioWriter(container, soundtrack)
@@ -544,13 +556,7 @@ def render_clip(spec: ClipSpec, out_path: str) -> None:
             frame = av.VideoFrame(spec.width, spec.height, "rgb24")
             pixels = _pixels(frame)
             scene.draw(index, pixels)
-            opacity = min(1.0, index / fade_frames) if fade_frames else 1.0
-            if layout.prompt is not None:
-                layout.prompt.apply(pixels, opacity)
-            label = f"{name} | {spec.mode} {spec.width}x{spec.height} seed {spec.seed} | frame {index + 1}/{n_frames}"
-            _Overlay(_label_image(label, layout.label_font), layout.margin, layout.margin).apply(pixels, opacity)
-            if spec.watermark:
-                layout.watermark.apply(pixels)
+            _draw_overlays(pixels, spec, layout, index, n_frames)
             frame.pts = index
             container.mux(video.encode(frame))
             audio.write_until(round((index + 1) * AUDIO_RATE / spec.fps))
