@@ -36,7 +36,7 @@ CANCEL_CHECK_S = 0.2
 TICK_S = 1.0
 RESULT_LIFETIME_S = 24 * 3600     # hosts keep task ids and result URLs about a day
 # Ledger states of a paid job we can still follow to its video instead of paying again.
-ATTACHABLE = {"submitted", "queued", "running", "succeeded", "abandoned", "download_failed", "done"}
+ATTACHABLE = {"submitted", "queued", "running", "succeeded", "abandoned", "timed_out", "download_failed", "done"}
 
 
 @dataclass
@@ -48,6 +48,7 @@ class RunOptions:
     max_download_bytes: int = 1 << 30
     download_attempts: int = 3
     force_new: bool = False                   # True: always submit a new (paid) job, never attach or reuse
+    upload: str = "auto"                      # how input files reach the provider: uploads.UPLOAD_CHOICES
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class JobRunner:
             if prior is not None:
                 return prior
         watch.update("uploading")
-        media = await watch.guard(prepare_media(req, self.adapter.caps))
+        media = await watch.guard(prepare_media(req, self.endpoint, self._transport(), opts.upload))
         watch.raise_if_cancelled(None)
         ledger_id = self.ledger.create(req, self.adapter.name, self.endpoint.base_url) if self.ledger else None
 
@@ -313,11 +314,13 @@ class JobRunner:
             if status.state == "running" and running_since is None:
                 running_since = now
             if running_since is not None and now - running_since > opts.timeout_s:
+                self._record(ledger_id, "timed_out")
                 raise JobTimeout(f"Task {task_id} is still running after {opts.timeout_s:.0f} s. It was not "
                                  f"cancelled; collect it later with `happyhorse jobs collect {task_id} "
                                  f"--provider {self.adapter.name}` or the Collect node.", task_id=task_id)
             if (running_since is None and opts.queue_timeout_s is not None
                     and now - started > opts.queue_timeout_s):
+                self._record(ledger_id, "timed_out")
                 raise JobTimeout(f"Task {task_id} is still queued after {opts.queue_timeout_s:.0f} s; it was not "
                                  f"cancelled and can be collected later.", task_id=task_id)
             delay = next_poll_delay(watch.elapsed(), expected, *self._poll_bounds())

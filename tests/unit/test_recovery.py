@@ -111,3 +111,17 @@ def test_sigkill_while_polling_then_rerun_collects_same_job(tmp_path):
     finally:
         sim_proc.terminate()
         sim_proc.wait(10)
+
+
+async def test_running_timeout_keeps_the_job_collectable(runner, sim, tmp_path):
+    from happyhorse.engine.errors import JobTimeout
+
+    post(sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "job", "kind": "slow", "seconds": 3})
+    with pytest.raises(JobTimeout) as err:
+        await runner.run(REQ, RunOptions(out_dir=str(tmp_path), timeout_s=0.5))
+    assert "not cancelled" in str(err.value) and "jobs collect" in str(err.value)
+    assert not stats(sim.url)["jobs"][err.value.task_id]["canceled"]
+    # Queueing does not count against the running timeout, and the same request later attaches to the job.
+    again = await runner.run(REQ, RunOptions(out_dir=str(tmp_path)))
+    assert again.origin == "attached" and again.task_id == err.value.task_id
+    assert stats(sim.url)["submissions"] == {"dashscope": 1}
