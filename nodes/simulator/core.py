@@ -66,6 +66,7 @@ class SimJob:
     finished_at: float | None = None
     polls: int = 0
     downloads: int = 0
+    rendered_at: float | None = None      # wall clock when the MP4 was ready
     created_wall: float = field(default_factory=time.time)
 
 
@@ -171,6 +172,7 @@ class SimCore:
                              keep_source_audio=(s.audio_setting == "origin"),
                              label=f"simulated {s.provider} {s.model or s.mode} {job.id[:8]}"), tmp)
         os.replace(tmp, out)
+        job.rendered_at = time.time()
         if src_path:
             os.unlink(src_path)
         return out
@@ -197,6 +199,13 @@ class SimCore:
         if job.finished_at is None:
             job.finished_at = time.time()
         return JobView("succeeded", job, elapsed=elapsed)
+
+    def ready_at(self, job: SimJob) -> float | None:
+        """Wall-clock moment the job became collectable (nominal time, or later if rendering lagged)."""
+        if job.rendered_at is None:
+            return None
+        nominal = job.created_wall + job.timing.queue_s + job.timing.process_s
+        return max(nominal, job.rendered_at)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a job that is still queued (DashScope's rule); False otherwise."""

@@ -19,11 +19,14 @@ from types import ModuleType
 from aiohttp import web
 
 from .core import SimCore, SimTiming
-from .protocols import aimlapi, dashscope, reapi
+from .protocols import aimlapi, apiframe, apixo, dashscope, getimg, reapi
 
 # Each protocol module provides: PREFIX, routes(sim), stage_of(method, path), error_response(status, msg, headers).
 PROTOCOL_MODULES: dict[str, ModuleType] = {
     "dashscope": dashscope,
+    "getimg": getimg,
+    "apixo": apixo,
+    "apiframe": apiframe,
     "aimlapi": aimlapi,
     "reapi": reapi,
 }
@@ -113,7 +116,7 @@ def build_app(sim: SimCore) -> web.Application:
             "submissions": dict(sim.submissions),
             "jobs": {j.id: {"provider": j.spec.provider, "mode": j.spec.mode, "polls": j.polls,
                             "canceled": j.canceled, "downloads": j.downloads, "created": j.created_wall,
-                            "finished": j.finished_at} for j in sim.jobs.values()},
+                            "finished": j.finished_at, "ready": sim.ready_at(j)} for j in sim.jobs.values()},
             "requests": {p: list(q) for p, q in sim.requests.items()},
             "blob_downloads": dict(sim.blob_downloads),
         })
