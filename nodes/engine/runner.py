@@ -11,8 +11,10 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -48,6 +50,8 @@ class RunOptions:
     max_download_bytes: int = 1 << 30
     download_attempts: int = 3
     force_new: bool = False                   # True: always submit a new (paid) job, never attach or reuse
+    poll_bounds: tuple[float, float] | None = None   # (min, max) seconds between polls; None: the adapter's
+    expected_s: float | None = None           # expected submit-to-result time; None: the adapter's estimate
     upload: str = "auto"                      # how input files reach the provider: uploads.UPLOAD_CHOICES
 
 
@@ -108,7 +112,7 @@ class JobResult:
 def next_poll_delay(elapsed: float, expected: float, min_s: float, max_s: float) -> float:
     """Sparse while the job cannot be done yet, dense around the expected finish, then easing off."""
     remaining = expected - elapsed
-    delay = remaining / 3 if remaining > 0 else min_s + (elapsed - expected) * 0.05
+    delay = remaining / 3 if remaining > 0 else min_s + (elapsed - expected) * 0.1
     return max(min_s, min(max_s, delay))
 
 
@@ -117,15 +121,18 @@ def safe_name(text: str, limit: int = 40) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)[:limit] or "job"
 
 
-_slots: dict[tuple[int, str], asyncio.Semaphore] = {}
+# Keyed by the loop object itself (weakly): ComfyUI may run each prompt in a new loop, and a dead loop's id can
+# be reused by a new one, which must not inherit the old loop's semaphore.
+_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def provider_slot(name: str, limit: int) -> asyncio.Semaphore:
     """At most `limit` jobs in flight per provider in this event loop (hosts cap concurrency per account)."""
-    key = (id(asyncio.get_running_loop()), name)
-    if key not in _slots:
-        _slots[key] = asyncio.Semaphore(limit)
-    return _slots[key]
+    per_loop = _slots.setdefault(asyncio.get_running_loop(), {})
+    if name not in per_loop:
+        per_loop[name] = asyncio.Semaphore(limit)
+    return per_loop[name]
 
 
 def check_request(req: GenerationRequest, adapter, all_caps: Mapping[str, ProviderCaps] | None = None
@@ -209,7 +216,8 @@ class JobRunner:
         est = estimate(req, self.adapter.name, self.adapter.prices)
         watch.estimate = est
         async with self._transport() as transport:
-            return await self._follow(transport, task_id, req, est, opts, watch, ledger_id)
+            # Cancelling a collect only stops waiting: the job may belong to another run or another machine.
+            return await self._follow(transport, task_id, req, est, opts, watch, ledger_id, cancel_job=False)
 
     # --- internals --------------------------------------------------------------------------------
     async def _prior_job(self, req: GenerationRequest, est: Estimate, opts: RunOptions,
@@ -253,12 +261,12 @@ class JobRunner:
             self.ledger.update(ledger_id, status=status, **fields)
 
     async def _follow(self, transport: Transport, task_id: str, req: GenerationRequest, est: Estimate,
-                      opts: RunOptions, watch: "_Watch", ledger_id: str | None) -> JobResult:
-        expected = self.adapter.expected_seconds(req)
+                      opts: RunOptions, watch: "_Watch", ledger_id: str | None, cancel_job: bool = True) -> JobResult:
+        expected = opts.expected_s or self.adapter.expected_seconds(req)
         watch.expected = expected
         watch.start_ticker()
         try:
-            status = await self._poll_until_done(transport, task_id, expected, opts, watch, ledger_id)
+            status = await self._poll_until_done(transport, task_id, expected, opts, watch, ledger_id, cancel_job)
             path = await self._download(transport, status, task_id, req, opts, watch, ledger_id)
         finally:
             await watch.stop_ticker()
@@ -277,16 +285,17 @@ class JobRunner:
                          has_audio=info.has_audio)
 
     async def _poll_until_done(self, transport: Transport, task_id: str, expected: float, opts: RunOptions,
-                               watch: "_Watch", ledger_id: str | None) -> JobStatus:
+                               watch: "_Watch", ledger_id: str | None, cancel_job: bool) -> JobStatus:
         started = time.monotonic()
         running_since: float | None = None
         last_state = ""
         while True:
+            def on_cancel():
+                return self._cancel_at_provider(transport, task_id, last_state, ledger_id, cancel_job)
+
             if watch.cancelled():
-                await self._cancel_at_provider(transport, task_id, last_state, ledger_id)
-            reply = await watch.guard(transport.call(self.adapter.poll_call(task_id)),
-                                      on_cancel=lambda: self._cancel_at_provider(transport, task_id, last_state,
-                                                                                 ledger_id))
+                await on_cancel()
+            reply = await watch.guard(transport.call(self.adapter.poll_call(task_id)), on_cancel=on_cancel)
             status = self.adapter.parse_poll(reply)
             if status.state != last_state:
                 log.info("task %s: %s", task_id, status.raw_state or status.state)
@@ -323,9 +332,8 @@ class JobRunner:
                 self._record(ledger_id, "timed_out")
                 raise JobTimeout(f"Task {task_id} is still queued after {opts.queue_timeout_s:.0f} s; it was not "
                                  f"cancelled and can be collected later.", task_id=task_id)
-            delay = next_poll_delay(watch.elapsed(), expected, *self._poll_bounds())
-            await watch.sleep(delay, on_cancel=lambda: self._cancel_at_provider(transport, task_id, last_state,
-                                                                                ledger_id))
+            delay = next_poll_delay(watch.elapsed(), expected, *(opts.poll_bounds or self._poll_bounds()))
+            await watch.sleep(delay, on_cancel=on_cancel)
 
     def _poll_bounds(self) -> tuple[float, float]:
         # A host on this machine (the simulator, a local proxy) costs nothing to poll: keep it snappy.
@@ -334,9 +342,10 @@ class JobRunner:
         return self.adapter.poll_min_s, self.adapter.poll_max_s
 
     async def _cancel_at_provider(self, transport: Transport, task_id: str, state: str,
-                                  ledger_id: str | None) -> None:
-        call = self.adapter.cancel_call(task_id) if self.adapter.caps.supports_cancel else None
-        outcome = "its API has no cancel, so it may still run and be billed"
+                                  ledger_id: str | None, cancel_job: bool = True) -> None:
+        call = self.adapter.cancel_call(task_id) if self.adapter.caps.supports_cancel and cancel_job else None
+        outcome = ("it was left running at the provider" if not cancel_job
+                   else "its API has no cancel, so it may still run and be billed")
         if call is not None:
             try:
                 await asyncio.wait_for(transport.call(call), timeout=5)
@@ -368,6 +377,8 @@ class JobRunner:
                     await watch.guard(transport.download(status.video_url, fh, max_bytes=opts.max_download_bytes))
                 watch.update("verifying")
                 verify_video(part)
+                # mkstemp made it owner-only; a finished video gets a normal file's permissions (rw-r--r--).
+                os.chmod(part, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
                 os.replace(part, target)      # atomic: a reader never sees a partial file
                 return str(target)
             except (DownloadError, MediaError, aiohttp.ClientError, asyncio.TimeoutError) as exc:

@@ -219,3 +219,24 @@ async def test_submit_dropped_after_accept_is_reported_not_resent(runner, sim, t
         await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)))
     assert stats(sim)["submissions"] == {"dashscope": 1}
     assert runner.ledger.recent(1)[0].status == "uncertain"
+
+
+async def test_output_file_is_readable_by_others(runner, sim, tmp_path):
+    import stat as st
+    res = await runner.run(GenerationRequest(mode="t2v", prompt="perm", duration_s=3), RunOptions(out_dir=str(tmp_path)))
+    assert st.S_IMODE(__import__("os").stat(res.path).st_mode) == 0o644
+
+
+async def test_cancelling_a_collect_leaves_the_job_running(runner, sim, tmp_path):
+    http("POST", sim.url + "/_sim/timing", {"queue_s": 30, "process_s": 1})
+    hdrs = {"Authorization": "Bearer sk-x", "X-DashScope-Async": "enable"}
+    _, reply = http("POST", sim.base_url("dashscope") + "/api/v1/services/aigc/video-generation/video-synthesis",
+                    {"model": "happyhorse-1.1-t2v", "input": {"prompt": "elsewhere"}, "parameters": {"duration": 3}},
+                    hdrs)
+    task = reply["output"]["task_id"]
+    polled = []
+    with pytest.raises(JobCancelled) as err:
+        await runner.collect(task, opts=RunOptions(out_dir=str(tmp_path)),
+                             on_progress=lambda p: polled.append(p.phase), is_cancelled=lambda: "queued" in polled)
+    assert "left running" in str(err.value)
+    assert stats(sim)["jobs"][task]["canceled"] is False

@@ -1,0 +1,23 @@
+"""The Cost Estimate node: prices a job from the rate tables; sends nothing, runs nothing."""
+from __future__ import annotations
+
+from typing import Any
+
+from comfy_api.latest import io, ui
+
+from . import specs
+from .estimates import breakdown, price_from_mode_combo, usd_or_unknown
+from .schema import build_schema
+
+
+class CostEstimate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return build_schema(specs.cost_estimate())
+
+    @classmethod
+    def execute(cls, mode: dict | None = None, source_video: Any = None) -> io.NodeOutput:
+        seconds = float(source_video.get_duration()) if source_video is not None else None
+        est = price_from_mode_combo(mode, seconds)
+        text = breakdown(est)
+        return io.NodeOutput(usd_or_unknown(est), text, ui=ui.PreviewText(text))

@@ -1,0 +1,80 @@
+"""Prices for the CostEstimate node and the price pill on every node. Host-neutral; same tables as the runner."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..engine.errors import HappyHorseError
+from ..engine.pricing import Estimate, estimate
+from ..engine.request import GenerationRequest
+from ..providers.registry import ADAPTERS
+from .params import read_choice
+from .specs import ID_PREFIX, node_specs
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Dotted widget names (as the frontend and the API prompt spell them) -> execute()'s nested dicts.
+
+    A dynamic combo's own value sits under its own name inside its group, as ComfyUI nests it:
+    {"provider": "x", "provider.version": "1.1"} -> {"provider": {"provider": "x", "version": {"version": "1.1"}}}.
+    """
+    groups = {k.rsplit(".", 1)[0] for k in flat if "." in k}
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        if key in groups:
+            parts.append(parts[-1])
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def price(mode: str, provider: Any, source_seconds: float | None = None) -> Estimate:
+    choice = read_choice(provider, mode)
+    req = GenerationRequest(mode=mode, prompt="(price only)", version=choice.version, resolution=choice.resolution,
+                            aspect_ratio=choice.aspect_ratio, duration_s=choice.duration_s,
+                            source_video_duration_s=source_seconds if mode == "edit" else None)
+    adapter = ADAPTERS[choice.provider]
+    return estimate(req, adapter.name, adapter.prices)
+
+
+def price_from_mode_combo(mode_value: Any, source_seconds: float | None = None) -> Estimate:
+    """The CostEstimate node's `mode` DynamicCombo: {"mode": "t2v", "provider": {...}, "source_seconds": 5}."""
+    if not isinstance(mode_value, dict) or mode_value.get("mode") not in ("t2v", "i2v", "r2v", "edit"):
+        raise HappyHorseError("Pick what to price (t2v, i2v, r2v or edit) in the mode widget.")
+    mode = mode_value["mode"]
+    seconds = source_seconds if source_seconds is not None else mode_value.get("source_seconds")
+    return price(mode, mode_value.get("provider"), float(seconds) if seconds is not None else None)
+
+
+def usd_or_unknown(est: Estimate) -> float:
+    return round(est.usd, 4) if est.usd is not None else -1.0
+
+
+def breakdown(est: Estimate) -> str:
+    head = "Free (simulator)" if est.usd == 0 else f"Estimated: {est.summary()}"
+    return "\n".join([head, *est.lines])
+
+
+def price_for_widgets(node_type: str, widgets: dict[str, Any]) -> dict[str, Any]:
+    """For the price pill: the node's current widget values -> a short label and the breakdown."""
+    nested = nest(widgets)
+    if node_type == ID_PREFIX + "CostEstimate":
+        est = price_from_mode_combo(nested.get("mode"))
+    else:
+        modes = {s.node_id: s.mode for s in node_specs() if s.mode}
+        if node_type not in modes:
+            raise HappyHorseError(f"{node_type} has no price")
+        est = price(modes[node_type], nested.get("provider"))
+    return {"label": pill_label(est), "usd": est.usd, "breakdown": list(est.lines)}
+
+
+def pill_label(est: Estimate) -> str:
+    if est.usd == 0:
+        return "free"
+    if est.usd is not None:
+        return f"~{est.usd:.2f} USD"
+    if est.mode == "edit" and est.usd_per_second is not None:
+        return f"{est.usd_per_second:g} USD/s x (input + output)"
+    return est.summary()

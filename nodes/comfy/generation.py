@@ -1,0 +1,186 @@
+"""The generation nodes (text, image, references, video edit) and Collect Job: thin layers over the engine."""
+from __future__ import annotations
+
+import asyncio
+import io as stdio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from comfy_api.latest import InputImpl, Types, io
+
+from ..engine.errors import HappyHorseError
+from ..engine.ledger import Ledger
+from ..engine.request import MediaInput
+from ..engine.runner import JobResult, JobRunner, RunOptions, check_request
+from ..providers.registry import all_caps, get_adapter, resolve_endpoint
+from . import specs
+from .host import NodeProgress, ledger_path, output_dir, run_interruptibly
+from .params import Built, build_request, slot_order
+from .schema import build_schema
+from .tensors import FrameLimits, audio_from_video, batch_to_media, decode_video_frames, frames_to_mp4, image_to_media
+
+log = logging.getLogger("happyhorse")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The advanced widgets every result-producing node shares (see specs.FORCE_NEW, TIMEOUT, frame_fields)."""
+
+    force_new: bool = False
+    timeout_s: int = 1800
+    limits: FrameLimits = field(default_factory=FrameLimits)
+
+    @classmethod
+    def read(cls, values: dict[str, Any]) -> RunSettings:
+        return cls(force_new=bool(values.get("force_new", False)), timeout_s=int(values.get("timeout_s", 1800)),
+                   limits=FrameLimits(max_frames=int(values.get("max_frames", 0)),
+                                      frame_step=int(values.get("frame_step", 1)),
+                                      max_side=int(values.get("max_side", 0)),
+                                      max_mb=int(values.get("frames_max_mb", specs.FRAMES_MAX_MB_DEFAULT))))
+
+
+async def generate(cls: type[io.ComfyNode], built: Built, settings: RunSettings) -> io.NodeOutput:
+    adapter = get_adapter(built.provider)
+    # Bad input is refused here, before a key is looked up or anything is sent.
+    req, _ = await asyncio.to_thread(check_request, built.request, adapter, all_caps())
+    endpoint = await asyncio.to_thread(resolve_endpoint, built.provider)   # a missing key names its variable
+    progress = NodeProgress(cls.hidden.unique_id, adapter.caps.display_name, built.notes)
+    runner = JobRunner(endpoint, ledger=Ledger(ledger_path()), all_caps=all_caps())
+    opts = RunOptions(out_dir=output_dir(), timeout_s=float(settings.timeout_s), upload=built.upload,
+                      force_new=settings.force_new)
+    result = await run_interruptibly(
+        lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled))
+    return await result_outputs(result, settings.limits, progress)
+
+
+_ORIGIN = {"reused": " (an identical earlier job: nothing submitted or billed again)",
+           "attached": " (the identical job that was already running)"}
+
+
+async def result_outputs(result: JobResult, limits: FrameLimits, progress: NodeProgress) -> io.NodeOutput:
+    # Decoding takes seconds for long clips: off the event loop, so side-by-side nodes keep ticking.
+    frames = await asyncio.to_thread(decode_video_frames, result.path, limits)
+    audio = await asyncio.to_thread(audio_from_video, result.path, result.duration_s)
+    cost = result.cost_usd if result.cost_usd is not None else -1.0
+    price = "free" if cost == 0 else (f"{cost:.2f} USD" if cost > 0 else "cost not reported")
+    lines = [f"Done: {result.width}x{result.height}, {result.duration_s:.1f} s, {price}",
+             f"Task: {result.task_id}" + _ORIGIN.get(result.origin, ""), f"Saved: {result.path}",
+             f"Frames: {frames.frames.shape[0]} of {frames.source_frames}"]
+    if frames.note:
+        log.info("HappyHorse %s", frames.note)
+        lines.append(frames.note)
+    progress.say("\n".join(lines))
+    return io.NodeOutput(InputImpl.VideoFromFile(result.path), frames.frames, audio, result.path, result.task_id,
+                         float(cost))
+
+
+def single_image(image: torch.Tensor, name: str) -> MediaInput:
+    count = image.shape[0] if image.ndim == 4 else 1
+    if count != 1:
+        raise HappyHorseError(f"{name} got a batch of {count} images; connect exactly one (e.g. through "
+                              f"'Image From Batch').")
+    return image_to_media(image, 0, name)
+
+
+def video_bytes(video: Any) -> bytes:
+    """A VIDEO as MP4/H.264 bytes: remuxed when it already is H.264 (no quality loss), else transcoded."""
+    buf = stdio.BytesIO()
+    video.save_to(buf, format=Types.VideoContainer.MP4, codec=Types.VideoCodec.H264)
+    return buf.getvalue()
+
+
+class Text2Video(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return build_schema(specs.text2video())
+
+    @classmethod
+    async def execute(cls, prompt: str, provider: dict | None = None, seed: int = 0, watermark: bool = False,
+                      **settings: Any) -> io.NodeOutput:
+        built = build_request("t2v", provider, prompt=prompt, seed=seed, watermark=watermark)
+        return await generate(cls, built, RunSettings.read(settings))
+
+
+class Image2Video(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return build_schema(specs.image2video())
+
+    @classmethod
+    async def execute(cls, first_frame: torch.Tensor, prompt: str = "", provider: dict | None = None, seed: int = 0,
+                      watermark: bool = False, **settings: Any) -> io.NodeOutput:
+        first = await asyncio.to_thread(single_image, first_frame, "first_frame")
+        built = build_request("i2v", provider, prompt=prompt, seed=seed, watermark=watermark, first_frame=first)
+        return await generate(cls, built, RunSettings.read(settings))
+
+
+def reference_media(images: torch.Tensor | None, references: dict | None) -> tuple[MediaInput, ...]:
+    """[Image N] numbering: the batch input first, in batch order, then the sockets image1, image2, ..."""
+    media = batch_to_media(images, "reference")
+    for tensor in slot_order(references):
+        media.extend(batch_to_media(tensor, f"reference{len(media) + 1}_"))
+    return tuple(media)
+
+
+class Reference2Video(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return build_schema(specs.reference2video())
+
+    @classmethod
+    async def execute(cls, prompt: str, provider: dict | None = None, seed: int = 0, watermark: bool = False,
+                      images: torch.Tensor | None = None, references: dict | None = None,
+                      **settings: Any) -> io.NodeOutput:
+        refs = await asyncio.to_thread(reference_media, images, references)
+        built = build_request("r2v", provider, prompt=prompt, seed=seed, watermark=watermark, references=refs)
+        return await generate(cls, built, RunSettings.read(settings))
+
+
+def edit_source(video: Any, source_frames: torch.Tensor | None, source_fps: float) -> MediaInput | None:
+    if video is not None:
+        data = video_bytes(video)
+    elif source_frames is not None:
+        data = frames_to_mp4(source_frames, source_fps)
+    else:
+        return None                    # validation explains that a source is needed
+    return MediaInput(kind="video", data=data, mime="video/mp4", name="source.mp4")
+
+
+class VideoEdit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return build_schema(specs.video_edit())
+
+    @classmethod
+    async def execute(cls, prompt: str, provider: dict | None = None, seed: int = 0, watermark: bool = False,
+                      audio_setting: str = "auto", video: Any = None, source_frames: torch.Tensor | None = None,
+                      source_fps: float = 24.0, references: dict | None = None,
+                      **settings: Any) -> io.NodeOutput:
+        source = await asyncio.to_thread(edit_source, video, source_frames, source_fps)
+        refs = await asyncio.to_thread(reference_media, None, references)
+        built = build_request("edit", provider, prompt=prompt, seed=seed, watermark=watermark, references=refs,
+                              source_video=source, audio_setting=audio_setting)
+        return await generate(cls, built, RunSettings.read(settings))
+
+
+class CollectJob(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return build_schema(specs.collect_job())
+
+    @classmethod
+    async def execute(cls, provider: str, task_id: str, **settings: Any) -> io.NodeOutput:
+        task_id = (task_id or "").strip()
+        if not task_id:
+            raise HappyHorseError("Enter the task id to collect (a generation node's task_id output, "
+                                  "`happyhorse jobs list`, or the provider's console).")
+        endpoint = resolve_endpoint(provider)
+        progress = NodeProgress(cls.hidden.unique_id, endpoint.adapter.caps.display_name)
+        runner = JobRunner(endpoint, ledger=Ledger(ledger_path()), all_caps=all_caps())
+        run = RunSettings.read(settings)
+        opts = RunOptions(out_dir=output_dir(), timeout_s=float(run.timeout_s))
+        result = await run_interruptibly(
+            lambda cancelled: runner.collect(task_id, opts=opts, on_progress=progress, is_cancelled=cancelled))
+        return await result_outputs(result, run.limits, progress)

@@ -1,0 +1,334 @@
+"""Host-neutral description of every node's inputs and outputs, derived from the provider registry.
+
+define_schema (schema.py) turns these into ComfyUI V3 inputs; tests render them as /object_info entries to
+check the example workflows without a ComfyUI install. Nothing here imports comfy_api, torch or the server.
+
+Choices that depend on the provider and the model version are nested: provider -> version -> resolution,
+aspect ratio, duration. Each level only offers what that provider's capability table accepts for the node's
+mode, so the UI cannot build a combination the provider would refuse.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.request import MODE_TITLES
+from ..engine.uploads import AUTO, DATA_URI, PROVIDER_STORE, S3
+from ..engine.validation import SEED_MAX
+from ..providers.registry import ADAPTERS
+
+CATEGORY = "HappyHorse"
+ID_PREFIX = "HappyHorsePack."
+SIMULATOR = "simulator"
+
+# IMAGE frames are float32; this is the default ceiling for the frames output (see frame_fields).
+FRAMES_MAX_MB_DEFAULT = 2048
+R2V_SLOTS = 9
+EDIT_SLOTS = 5
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One option of a dynamic combo and the inputs it brings with it."""
+
+    key: str
+    fields: tuple[Field, ...] = ()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input. kind: STRING INT FLOAT BOOLEAN COMBO (widgets), IMAGE VIDEO (sockets), DYNAMIC, AUTOGROW."""
+
+    kind: str
+    id: str
+    tooltip: str = ""
+    default: Any = None
+    options: tuple = ()
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    multiline: bool = False
+    optional: bool = False
+    advanced: bool = False
+    control_after_generate: bool = False
+    choices: tuple[Choice, ...] = ()        # DYNAMIC
+    slot_names: tuple[str, ...] = ()        # AUTOGROW (image sockets)
+    slot_kind: str = "IMAGE"                # AUTOGROW
+
+    @property
+    def is_optional(self) -> bool:
+        # Advanced widgets are optional inputs (with defaults), so API prompts written before an advanced
+        # option existed keep validating.
+        return self.optional or self.advanced
+
+
+@dataclass(frozen=True)
+class Output:
+    kind: str
+    id: str
+    tooltip: str = ""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    node_id: str
+    display_name: str
+    description: str
+    fields: tuple[Field, ...]
+    outputs: tuple[Output, ...]
+    is_output_node: bool = False
+    mode: str | None = None           # the generation mode, None for CostEstimate / CollectJob
+
+
+# --------------------------------------------------------------------------------------- the registry
+
+
+def providers_for(mode: str) -> list[str]:
+    """Providers that offer this mode on some version, the simulator first (the free default)."""
+    names = [n for n, a in ADAPTERS.items() if any(mode in v.modes for v in a.caps.versions.values())]
+    return sorted(names, key=lambda n: n != SIMULATOR)
+
+
+def all_providers() -> list[str]:
+    return sorted(ADAPTERS, key=lambda n: n != SIMULATOR)
+
+
+def versions_for(provider: str, mode: str) -> list[str]:
+    """Versions of this provider that offer the mode, newest first."""
+    caps = ADAPTERS[provider].caps
+    return sorted((v for v, vc in caps.versions.items() if mode in vc.modes), key=_version_key, reverse=True)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+
+# --------------------------------------------------------------------------------------- field builders
+
+
+def version_fields(provider: str, version: str, mode: str) -> tuple[Field, ...]:
+    vc = ADAPTERS[provider].caps.versions[version]
+    fields = [Field("COMBO", "resolution", "Output resolution.", options=tuple(vc.resolutions),
+                    default="720p" if "720p" in vc.resolutions else vc.resolutions[0])]
+    if mode in ("t2v", "r2v"):
+        fields.append(Field("COMBO", "aspect_ratio", "Frame shape of the video.", options=tuple(vc.aspect_ratios),
+                            default="16:9" if "16:9" in vc.aspect_ratios else vc.aspect_ratios[0]))
+    if mode != "edit":
+        fields.append(Field("INT", "duration", "Length of the video in seconds (billed per second).",
+                            default=min(max(5, vc.min_duration_s), vc.max_duration_s),
+                            min=vc.min_duration_s, max=vc.max_duration_s, step=1))
+    return tuple(fields)
+
+
+def upload_field(provider: str) -> Field:
+    """Only the ways this host can receive files: no data URIs where it refuses them, no store it lacks."""
+    caps = ADAPTERS[provider].caps
+    options = [AUTO, *([DATA_URI] if caps.accepts_data_uri else []),
+               *([PROVIDER_STORE] if caps.has_temp_store else []), S3]
+    return Field("COMBO", "upload", "How input images and videos reach the provider. auto: inline when small "
+                                    "and accepted, else the provider's own store, else your S3 bucket.",
+                 options=tuple(options), default=AUTO, advanced=True)
+
+
+def provider_field(mode: str, with_upload: bool = False) -> Field:
+    choices = []
+    for name in providers_for(mode):
+        versions = tuple(Choice(v, version_fields(name, v, mode)) for v in versions_for(name, mode))
+        version = Field("DYNAMIC", "version", "HappyHorse model version (only those this provider offers for "
+                                              f"{MODE_TITLES[mode]}).", choices=versions)
+        choices.append(Choice(name, (version, upload_field(name)) if with_upload else (version,)))
+    return Field("DYNAMIC", "provider",
+                 "Who runs the job. 'simulator' is free and local; the others need their API key in an "
+                 "environment variable or the HappyHorse config file (never in the workflow).",
+                 choices=tuple(choices))
+
+
+def prompt_field(required_text: bool) -> Field:
+    tip = "What the video shows. Refer to reference images as [Image 1], [Image 2], ..." \
+        if required_text else "Optional: how the picture should move."
+    return Field("STRING", "prompt", tip, default="", multiline=True)
+
+
+SEED = Field("INT", "seed", "Same seed + same settings = same video (where the provider honours seeds).",
+             default=0, min=0, max=SEED_MAX, step=1, control_after_generate=True)
+WATERMARK = Field("BOOLEAN", "watermark", "Ask the provider to add its AI-generated watermark.", default=False,
+                  advanced=True)
+FORCE_NEW = Field("BOOLEAN", "force_new", "Always submit a new paid job. Off: an identical earlier request "
+                                         "reuses its finished video, or re-attaches to the job still running, so "
+                                         "nothing is paid twice.", default=False, advanced=True)
+TIMEOUT = Field("INT", "timeout_s", "Give up waiting after this much running time (queueing does not count). "
+                                    "The job is not cancelled; collect it later with Collect Job.",
+                default=1800, min=60, max=24 * 3600, step=60, advanced=True)
+
+
+def frame_fields() -> tuple[Field, ...]:
+    return (
+        Field("INT", "max_frames", "Frames output: at most this many frames, spread evenly over the clip "
+                                   "(0 = no count limit).", default=0, min=0, max=100000, step=1, advanced=True),
+        Field("INT", "frame_step", "Frames output: keep every Nth frame.", default=1, min=1, max=1000, step=1,
+              advanced=True),
+        Field("INT", "max_side", "Frames output: scale down so the longer side is at most this (0 = full size).",
+              default=0, min=0, max=8192, step=2, advanced=True),
+        Field("INT", "frames_max_mb", "Frames output: memory ceiling in MB for the float32 frames. Longer or "
+                                      "bigger clips come out with fewer frames, spread evenly, first and last "
+                                      "kept. The VIDEO output always has every frame.",
+              default=FRAMES_MAX_MB_DEFAULT, min=16, max=262144, step=64, advanced=True),
+    )
+
+
+def reference_slots(count: int, tooltip: str) -> Field:
+    return Field("AUTOGROW", "references", tooltip, optional=True,
+                 slot_names=tuple(f"image{i}" for i in range(1, count + 1)))
+
+
+RESULT_OUTPUTS = (
+    Output("VIDEO", "video", "The generated video (plays in Save Video / Preview; keeps its audio)."),
+    Output("IMAGE", "frames", "Decoded frames, bounded by the frames_max_mb setting."),
+    Output("AUDIO", "audio", "The video's own soundtrack (silence if it has none)."),
+    Output("STRING", "file_path", "Where the MP4 was saved (ComfyUI output folder, happyhorse/)."),
+    Output("STRING", "task_id", "The provider's task id (also kept in the job ledger)."),
+    Output("FLOAT", "cost_usd", "What this job cost in USD (0 on the simulator, -1 if the host does not say)."),
+)
+
+FRAMES_NOTE = (f" Frames output defaults to at most {FRAMES_MAX_MB_DEFAULT} MB of float32 (a 5 s 720p clip fits "
+               "whole; a 15 s 1080p clip, ~9 GB, comes out as 86 of its 360 frames); see the advanced frame options.")
+
+
+# --------------------------------------------------------------------------------------- the nodes
+
+
+def _generation(mode: str, name: str, display: str, summary: str, media: tuple[Field, ...],
+                extra: tuple[Field, ...] = ()) -> NodeSpec:
+    fields = (prompt_field(mode != "i2v"), *media, provider_field(mode, with_upload=mode != "t2v"), *extra, SEED,
+              WATERMARK, FORCE_NEW, TIMEOUT, *frame_fields())
+    return NodeSpec(ID_PREFIX + name, display, summary + FRAMES_NOTE, fields, RESULT_OUTPUTS, mode=mode)
+
+
+def text2video() -> NodeSpec:
+    return _generation("t2v", "Text2Video", "HappyHorse Text to Video",
+                       "Makes a video from a prompt with HappyHorse through the chosen provider.", ())
+
+
+def image2video() -> NodeSpec:
+    first = Field("IMAGE", "first_frame", "The first frame of the video (one image; at least 300 px a side).")
+    return _generation("i2v", "Image2Video", "HappyHorse Image to Video",
+                       "Animates an image: it becomes the first frame; the video keeps its aspect ratio.",
+                       (first,))
+
+
+def reference2video() -> NodeSpec:
+    batch = Field("IMAGE", "images", "Reference images as one batch; they come first: [Image 1], [Image 2], ...",
+                  optional=True)
+    slots = reference_slots(R2V_SLOTS, "More reference images, one per socket, numbered after the batch.")
+    return _generation("r2v", "Reference2Video", "HappyHorse Reference to Video",
+                       "Makes a video featuring 1-9 reference images (subjects, scenes). The batch input comes "
+                       "first, then image1, image2, ...; the prompt calls them [Image 1], [Image 2], ...",
+                       (batch, slots))
+
+
+def video_edit() -> NodeSpec:
+    media = (
+        Field("VIDEO", "video", "The video to edit (3-60 s; only the first 15 s are used).", optional=True),
+        Field("IMAGE", "source_frames", "Or the video as frames (used when no video is connected).", optional=True),
+        Field("FLOAT", "source_fps", "Frame rate of source_frames.", default=24.0, min=9.0, max=120.0, step=0.01,
+              optional=True),
+        reference_slots(EDIT_SLOTS, "Up to 5 reference images: [Image 1], [Image 2], ..."),
+    )
+    audio = Field("COMBO", "audio_setting", "auto: the model makes new sound; origin: keep the source audio.",
+                  options=("auto", "origin"), default="auto")
+    return _generation("edit", "VideoEdit", "HappyHorse Video Edit",
+                       "Edits a video following the prompt (restyle, replace, add); output length follows the "
+                       "source (at most 15 s), billed on input + output seconds.", media, (audio,))
+
+
+def cost_estimate() -> NodeSpec:
+    choices = []
+    for mode in ("t2v", "i2v", "r2v", "edit"):
+        extra: tuple[Field, ...] = ()
+        if mode == "edit":
+            extra = (Field("FLOAT", "source_seconds", "Length of the video to edit (billing uses at most 15 s). "
+                                                      "A connected source_video overrides it.",
+                           default=5.0, min=3.0, max=60.0, step=0.1),)
+        choices.append(Choice(mode, (provider_field(mode), *extra)))
+    fields = (
+        Field("DYNAMIC", "mode", "What kind of job to price.", choices=tuple(choices)),
+        Field("VIDEO", "source_video", "Video edit: the source video, to price on its real length.", optional=True),
+    )
+    outputs = (Output("FLOAT", "usd", "Estimated price in USD (-1 when the host publishes no USD rate)."),
+               Output("STRING", "breakdown", "How the price is made up."))
+    return NodeSpec(ID_PREFIX + "CostEstimate", "HappyHorse Cost Estimate",
+                    "Prices a HappyHorse job on any provider from the rate tables, without running or sending "
+                    "anything. Uses the same rules as the generation nodes.", fields, outputs, is_output_node=True)
+
+
+def collect_job() -> NodeSpec:
+    fields = (
+        Field("COMBO", "provider", "Where the job runs.", options=tuple(all_providers()), default=SIMULATOR),
+        Field("STRING", "task_id", "The provider's task id (from a generation node, the ledger or the CLI)."),
+        TIMEOUT,
+        *frame_fields(),
+    )
+    return NodeSpec(ID_PREFIX + "CollectJob", "HappyHorse Collect Job",
+                    "Waits for and downloads a job that was already submitted - after a crash, a timeout, or a "
+                    "job started elsewhere - without paying again." + FRAMES_NOTE, fields, RESULT_OUTPUTS)
+
+
+def node_specs() -> list[NodeSpec]:
+    return [text2video(), image2video(), reference2video(), video_edit(), cost_estimate(), collect_job()]
+
+
+# --------------------------------------------------------------------------------------- /object_info shape
+
+
+def object_info(spec: NodeSpec) -> dict[str, Any]:
+    """Render a spec the way ComfyUI's /object_info lists a V3 node (the parts workflows depend on)."""
+    required, optional = _inputs_dict(spec.fields)
+    return {
+        "input": {"required": required, **({"optional": optional} if optional else {})},
+        "input_order": {"required": list(required), **({"optional": list(optional)} if optional else {})},
+        "output": [o.kind for o in spec.outputs],
+        "output_name": [o.id for o in spec.outputs],
+        "name": spec.node_id,
+        "display_name": spec.display_name,
+        "description": spec.description,
+        "category": CATEGORY,
+        "output_node": spec.is_output_node,
+    }
+
+
+def _inputs_dict(fields: tuple[Field, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    required: dict[str, Any] = {}
+    optional: dict[str, Any] = {}
+    for f in fields:
+        (optional if f.is_optional else required)[f.id] = _input_entry(f)
+    return required, optional
+
+
+def _input_entry(f: Field) -> list:
+    opts: dict[str, Any] = {}
+    if f.tooltip:
+        opts["tooltip"] = f.tooltip
+    if f.kind == "DYNAMIC":
+        options = []
+        for c in f.choices:
+            req, opt = _inputs_dict(c.fields)
+            options.append({"key": c.key, "inputs": {"required": req, **({"optional": opt} if opt else {})}})
+        return ["COMFY_DYNAMICCOMBO_V3", {**opts, "options": options}]
+    if f.kind == "AUTOGROW":
+        template = {"input": {"required": {"image": [f.slot_kind, {}]}}, "names": list(f.slot_names), "min": 0}
+        return ["COMFY_AUTOGROW_V3", {**opts, "template": template}]
+    if f.default is not None:
+        opts["default"] = f.default
+    for key in ("min", "max", "step"):
+        value = getattr(f, key)
+        if value is not None:
+            opts[key] = value
+    if f.kind == "STRING":
+        opts["multiline"] = f.multiline
+    if f.kind == "COMBO":
+        opts["options"] = list(f.options)
+    if f.control_after_generate:
+        opts["control_after_generate"] = True
+    if f.advanced:
+        opts["advanced"] = True
+    return [f.kind, opts]

@@ -1,0 +1,161 @@
+"""ComfyUI's native tensors <-> the bytes and files the engine works with.
+
+Imports torch and numpy but not comfy_api, so CI (which has torch but no ComfyUI) can test it.
+IMAGE is float32 [B,H,W,C] in 0..1; AUDIO is {"waveform": float32 [B,C,S], "sample_rate": int}.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+
+from ..engine.errors import HappyHorseError
+from ..engine.media import (
+    FramePlan,
+    VideoInfo,
+    decode_audio,
+    decode_frames_into,
+    encode_image,
+    estimate_frames_bytes,
+    plan_frames,
+    probe_video,
+)
+from ..engine.request import MediaInput
+
+MB = 1024 * 1024
+# PNG keeps every pixel; past this size JPEG keeps uploads (and the hosts' 10-20 MB limits) in check.
+PNG_MAX_BYTES = 10 * MB
+FALLBACK_SAMPLE_RATE = 44100
+
+
+# --------------------------------------------------------------------------------------------- images in
+
+
+def image_rgb(image: torch.Tensor, index: int = 0) -> np.ndarray:
+    """One picture of an IMAGE batch as float32 [H,W,3] (alpha dropped, grey expanded)."""
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    if image.ndim != 4:
+        raise HappyHorseError(f"expected an IMAGE shaped [batch, height, width, channels], got {tuple(image.shape)}")
+    pic = image[index].detach().to("cpu", torch.float32)
+    channels = pic.shape[-1]
+    if channels == 1:
+        pic = pic.expand(-1, -1, 3)
+    elif channels >= 3:
+        pic = pic[..., :3]
+    else:
+        raise HappyHorseError(f"an IMAGE with {channels} channels cannot be sent; use RGB")
+    return pic.contiguous().numpy()
+
+
+def image_to_media(image: torch.Tensor, index: int = 0, name: str = "image") -> MediaInput:
+    """Encode one picture as PNG (JPEG if the PNG would be very large) for upload."""
+    rgb = image_rgb(image, index)
+    data = encode_image(rgb, "PNG")
+    if len(data) > PNG_MAX_BYTES:
+        data = encode_image(rgb, "JPEG", quality=95)
+        return MediaInput.image_bytes(data, name=f"{name}.jpg")
+    return MediaInput.image_bytes(data, name=f"{name}.png")
+
+
+def batch_to_media(image: torch.Tensor | None, prefix: str) -> list[MediaInput]:
+    if image is None:
+        return []
+    count = image.shape[0] if image.ndim == 4 else 1
+    return [image_to_media(image, i, f"{prefix}{i + 1}") for i in range(count)]
+
+
+# --------------------------------------------------------------------------------------------- frames in
+
+
+def frames_to_mp4(frames: torch.Tensor, fps: float) -> bytes:
+    """Encode IMAGE frames as an H.264 MP4 (yuv420p needs even sides: one edge row/column may be dropped)."""
+    if frames.ndim != 4 or frames.shape[0] == 0:
+        raise HappyHorseError(f"expected IMAGE frames shaped [frames, height, width, channels], got "
+                              f"{tuple(frames.shape)}")
+    height, width = (frames.shape[1] // 2) * 2, (frames.shape[2] // 2) * 2
+    if height < 2 or width < 2:
+        raise HappyHorseError(f"frames of {frames.shape[2]}x{frames.shape[1]} are too small to encode")
+    rate = Fraction(fps).limit_denominator(1001)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "17", "preset": "veryfast"}
+        for i in range(frames.shape[0]):
+            rgb = np.clip(np.rint(image_rgb(frames, i)[:height, :width] * 255.0), 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------- frames out
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    max_frames: int = 0          # 0 = no count limit
+    frame_step: int = 1
+    max_side: int = 0            # 0 = full size
+    max_mb: int = 2048           # ceiling for the float32 tensor
+
+
+@dataclass(frozen=True)
+class FramesResult:
+    frames: torch.Tensor
+    plan: FramePlan
+    source_frames: int
+    note: str                    # set when the memory ceiling thinned the frames
+
+
+def plan_output_frames(info: VideoInfo, limits: FrameLimits) -> tuple[FramePlan, str]:
+    """The user's choices first, then the memory ceiling: frames are thinned evenly (first and last kept)
+    rather than shrunk, because frame-level work (last-frame chaining, upscaling) wants full pictures."""
+    plan = plan_frames(info, limits.max_frames, limits.frame_step, limits.max_side)
+    budget = limits.max_mb * MB
+    if plan.count == 0 or estimate_frames_bytes(plan) <= budget:
+        return plan, ""
+    per_frame = plan.width * plan.height * 3 * 4
+    keep = max(1, budget // per_frame)
+    indices = _spread(plan.indices, keep)
+    note = (f"frames output: {len(indices)} of {plan.count} frames at {plan.width}x{plan.height} to stay under "
+            f"{limits.max_mb} MB (raise frames_max_mb, or lower max_side for every frame at a smaller size)")
+    return FramePlan(indices=indices, width=plan.width, height=plan.height, count=len(indices)), note
+
+
+def _spread(indices: list[int], keep: int) -> list[int]:
+    if keep >= len(indices):
+        return list(indices)
+    if keep == 1:
+        return [indices[0]]
+    last = len(indices) - 1
+    return [indices[round(i * last / (keep - 1))] for i in range(keep)]
+
+
+def decode_video_frames(path: str, limits: FrameLimits) -> FramesResult:
+    """Decode the planned frames straight into one preallocated float32 tensor (no full-clip copy)."""
+    info = probe_video(path)
+    plan, note = plan_output_frames(info, limits)
+    frames = torch.empty((plan.count, plan.height, plan.width, 3), dtype=torch.float32)
+    written = decode_frames_into(path, plan, frames.numpy())
+    # The header's frame count can overstate the decodable frames by one or two.
+    return FramesResult(frames=frames[:written], plan=plan, source_frames=info.frame_count, note=note)
+
+
+# --------------------------------------------------------------------------------------------- audio out
+
+
+def audio_from_video(path: str, duration_s: float) -> dict:
+    """The MP4's own first audio track as AUDIO; silence of the clip's length if it has none."""
+    decoded = decode_audio(path)
+    if decoded is None:
+        samples = max(1, round(duration_s * FALLBACK_SAMPLE_RATE))
+        return {"waveform": torch.zeros((1, 1, samples), dtype=torch.float32), "sample_rate": FALLBACK_SAMPLE_RATE}
+    waveform, rate = decoded
+    return {"waveform": torch.from_numpy(np.ascontiguousarray(waveform)).unsqueeze(0), "sample_rate": int(rate)}
