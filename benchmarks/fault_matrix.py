@@ -99,8 +99,9 @@ async def run_case(sim: SimulatorServer, provider: str, fault: Fault, seed: int,
     _post(sim.url + "/_sim/faults", {"provider": provider, "stage": fault.stage, **fault.spec})
     result, message = "WRONG", ""
     try:
+        # Hosts without a queued state (reAPI) report a stuck job as processing: the running timeout catches it.
         res = await runner.run(req, RunOptions(out_dir=workdir, queue_timeout_s=fault.queue_timeout_s,
-                                               force_new=True))
+                                               timeout_s=fault.queue_timeout_s or 1800.0, force_new=True))
         from happyhorse.engine.media import verify_video
 
         verify_video(res.path)

@@ -15,13 +15,15 @@ from .engine.errors import HappyHorseError
 from .engine.ledger import Ledger
 from .engine.request import MODES, RESOLUTIONS, VERSIONS, GenerationRequest, MediaInput
 from .engine.runner import JobRunner, Progress, RunOptions, check_request
+from .engine.uploads import AUTO, UPLOAD_CHOICES
 from .providers.registry import ADAPTERS, all_caps, get_adapter, resolve_endpoint
 
 
 def _add_request_args(p: argparse.ArgumentParser, *, for_estimate: bool = False) -> None:
     p.add_argument("--provider", default="simulator", choices=list(ADAPTERS),
                    help="who runs the job (default: the free local simulator)")
-    p.add_argument("--version", default="1.1", choices=VERSIONS, help="HappyHorse model version")
+    p.add_argument("--version", default=None, choices=VERSIONS,
+                   help="HappyHorse model version (default: the newest the provider offers for this mode)")
     p.add_argument("--mode", required=True, choices=MODES, help="t2v, i2v, r2v or edit (never guessed)")
     p.add_argument("--resolution", default="720p", type=str.lower, choices=RESOLUTIONS)
     p.add_argument("--aspect-ratio", default=None, help="t2v and r2v only (default 16:9)")
@@ -50,7 +52,16 @@ def _media(value: str, kind: str) -> MediaInput:
     return MediaInput.from_path(value, kind)      # type: ignore[arg-type]
 
 
+def default_version(provider: str, mode: str) -> str:
+    """The newest version the provider offers for the mode (edit exists only on 1.0)."""
+    caps = get_adapter(provider).caps
+    offered = [v for v in sorted(VERSIONS, reverse=True) if caps.supports(v, mode)]
+    return offered[0] if offered else VERSIONS[-1]
+
+
 def request_from_args(a: argparse.Namespace) -> GenerationRequest:
+    if a.version is None:
+        a.version = default_version(a.provider, a.mode)
     images = tuple(_media(v, "image") for v in a.image)
     first = images[0] if a.mode == "i2v" and images else None
     refs = images[1:] if a.mode == "i2v" else images
@@ -105,7 +116,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     check_request(req, get_adapter(a.provider), all_caps())   # bad input is refused before a key is even needed
     endpoint = resolve_endpoint(a.provider, base_url=a.base_url)
     runner = JobRunner(endpoint, ledger=Ledger(), all_caps=all_caps())
-    opts = RunOptions(out_path=a.out, out_dir=a.out_dir, timeout_s=a.timeout, force_new=a.new)
+    opts = RunOptions(out_path=a.out, out_dir=a.out_dir, timeout_s=a.timeout, force_new=a.new, upload=a.upload)
     printer = _ProgressPrinter(quiet=a.quiet)
     _, is_cancelled = _cancel_flag()
     try:
@@ -128,6 +139,11 @@ def cmd_estimate(a: argparse.Namespace) -> int:
     req = request_from_args(a)
     if not req.prompt.strip():
         req = req.with_(prompt="(price only)")     # the price does not depend on the prompt
+    if req.mode == "edit" and req.source_video is None:
+        if a.video_duration is None:
+            raise HappyHorseError("An edit is billed on the source video's length: give --video or --video-duration")
+        # Only its length matters for the price; a placeholder stands in for the file.
+        req = req.with_(source_video=MediaInput.from_url("https://placeholder.invalid/source.mp4", "video"))
     _, est = check_request(req, get_adapter(a.provider), all_caps())
     if a.json:
         print(json.dumps(est.as_dict(), indent=2))
@@ -236,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--new", action="store_true",
                    help="always submit a new paid job (by default an identical earlier request is reused, or "
                         "attached to if still running)")
+    g.add_argument("--upload", default=AUTO, choices=UPLOAD_CHOICES,
+                   help="how local files reach the provider: auto (data URI if accepted, else the provider's own "
+                        "store, else your S3 bucket; see docs/uploads.md) or force one")
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("estimate", help="price a video without making it")

@@ -61,7 +61,7 @@ def build_request(mode: str, provider: Any, *, prompt: str = "", seed: int | Non
     choice = read_choice(provider, mode)
     caps = ADAPTERS[choice.provider].caps
     notes: list[str] = []
-    if seed is not None and not caps.supports_seed:
+    if seed is not None and not caps.takes_seed(choice.version):
         notes.append(f"{caps.display_name} takes no seed; the seed widget is ignored")
         seed = None
     req = GenerationRequest(mode=mode, prompt=prompt or "", version=choice.version, first_frame=first_frame,

@@ -6,7 +6,6 @@ node and the bill agree. Nothing is sent to any provider.
 from __future__ import annotations
 
 from aiohttp import web
-from server import PromptServer
 
 from ..engine.errors import HappyHorseError
 from .estimates import price_for_widgets
@@ -25,6 +24,9 @@ async def price(request: web.Request) -> web.Response:
 
 
 def add_routes() -> None:
+    # Imported here, not at the top, so `price` itself loads without ComfyUI (tests/web serves it to a browser).
+    from server import PromptServer
+
     global _added
     if not _added:
         PromptServer.instance.routes.post(ROUTE)(price)

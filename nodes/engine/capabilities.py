@@ -39,6 +39,8 @@ class VersionCaps:
     r2v_min_refs: int = 1
     r2v_max_refs: int = 9
     edit_max_refs: int = 5
+    seed: bool | None = None            # per-version override of ProviderCaps.supports_seed
+    watermark: bool | None = None       # per-version override of ProviderCaps.supports_watermark
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,11 @@ class ProviderCaps:
 
     def supports(self, version: str, mode: str) -> bool:
         return mode in self.modes_for(version)
+
+    def takes_seed(self, version: str) -> bool:
+        v = self.versions.get(version)
+        return v.seed if v is not None and v.seed is not None else self.supports_seed
+
+    def takes_watermark(self, version: str) -> bool:
+        v = self.versions.get(version)
+        return v.watermark if v is not None and v.watermark is not None else self.supports_watermark

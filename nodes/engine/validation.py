@@ -9,6 +9,7 @@ from typing import Iterable, Mapping
 from .capabilities import ProviderCaps
 from .errors import ValidationError, Violation
 from .request import MODE_TITLES, MODES, VERSIONS, GenerationRequest, MediaInput
+from .uploads import check_uploadable
 
 SEED_MAX = 2147483647
 AUDIO_SETTINGS = ("auto", "origin")
@@ -74,10 +75,15 @@ def collect_violations(req: GenerationRequest, caps: ProviderCaps,
                                              f"{vcaps.min_duration_s}-{vcaps.max_duration_s}"))
 
     if req.seed is not None:
-        if not caps.supports_seed:
-            v.append(Violation("seed", f"{caps.display_name} takes no seed; leave it empty"))
+        if not caps.takes_seed(req.version):
+            v.append(Violation("seed", f"{caps.display_name} takes no seed on HappyHorse {req.version}; "
+                                       f"leave it empty"))
         elif not (0 <= req.seed <= SEED_MAX):
             v.append(Violation("seed", f"{req.seed} is out of range; use 0-{SEED_MAX}"))
+
+    if req.watermark and not caps.takes_watermark(req.version):
+        v.append(Violation("watermark", f"{caps.display_name} has no watermark option on HappyHorse {req.version}; "
+                                        f"turn it off"))
 
     if req.audio_setting is not None:
         if req.mode != "edit":
@@ -95,6 +101,9 @@ def validate_request(req: GenerationRequest, caps: ProviderCaps,
     violations = collect_violations(req, caps, all_caps)
     if violations:
         raise ValidationError(violations, provider=caps.name)
+    # A file that cannot reach this host is a setup problem (ConfigError naming what to configure); checked
+    # here, with the automatic upload choice, so a price-only check flags it too. A run re-checks with its own.
+    check_uploadable(req, caps)
 
 
 def _check_prompt(req: GenerationRequest, caps: ProviderCaps, v: list[Violation]) -> None:

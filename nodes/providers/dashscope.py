@@ -2,14 +2,20 @@
 
 Submit POST /api/v1/services/aigc/video-generation/video-synthesis (X-DashScope-Async: enable required),
 poll GET /api/v1/tasks/{id}, cancel POST /api/v1/tasks/{id}/cancel (only while PENDING).
+Temporary upload store: GET /api/v1/uploads?action=getPolicy&model=..., then a signed form POST (no key) to the
+policy's OSS host; the submit then names the file oss://{key} with X-DashScope-OssResourceResolve: enable.
 """
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 from ..engine.capabilities import RATIOS_10, RATIOS_11, ProviderCaps, VersionCaps
 from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.request import GenerationRequest
+from ..engine.uploads import StoreForm
 from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
 
 REGIONS = {
@@ -22,6 +28,26 @@ MODEL_SUFFIX = {"t2v": "t2v", "i2v": "i2v", "r2v": "r2v", "edit": "video-edit"}
 
 STATES = {"PENDING": "queued", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
           "CANCELED": "canceled", "UNKNOWN": "unknown"}
+
+# Files in the temporary store live 48 h, and only for the model named in getPolicy.
+STORE_LIFETIME_S = 48 * 3600
+POLICY_FIELDS = ("policy", "signature", "upload_dir", "upload_host", "oss_access_key_id", "x_oss_object_acl",
+                 "x_oss_forbid_overwrite")
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """getPolicy's signed permission to put files under upload_dir on upload_host (DashScope's OSS bucket)."""
+
+    policy: str
+    signature: str
+    upload_dir: str
+    upload_host: str
+    access_key_id: str
+    object_acl: str
+    forbid_overwrite: str
+    max_bytes: int | None
+
 
 CAPS = ProviderCaps(
     name="dashscope",
@@ -105,6 +131,41 @@ class DashScopeAdapter(ProviderAdapter):
                          error_code=str(out.get("code") or ""), error_message=str(out.get("message") or ""),
                          billed_seconds=billed, usage=usage)
 
+    # --- temporary upload store -------------------------------------------------------------------
+    def upload_policy_call(self, req: GenerationRequest) -> HttpCall:
+        return HttpCall("GET", "/api/v1/uploads", params={"action": "getPolicy", "model": self.model_id(req)})
+
+    def parse_upload_policy(self, reply: HttpReply) -> UploadPolicy:
+        data = body_dict(reply).get("data")
+        require(isinstance(data, dict) and all(data.get(k) not in (None, "") for k in POLICY_FIELDS), self, reply,
+                "getPolicy data without " + "/".join(POLICY_FIELDS))
+        size_mb = data.get("max_file_size_mb")
+        return UploadPolicy(policy=str(data["policy"]), signature=str(data["signature"]),
+                            upload_dir=str(data["upload_dir"]).rstrip("/"), upload_host=str(data["upload_host"]),
+                            access_key_id=str(data["oss_access_key_id"]), object_acl=str(data["x_oss_object_acl"]),
+                            forbid_overwrite=str(data["x_oss_forbid_overwrite"]),
+                            max_bytes=int(float(size_mb) * 1024 * 1024) if size_mb else None)
+
+    def upload_form(self, policy: UploadPolicy, filename: str) -> StoreForm:
+        """The OSS PostObject form: the signed fields, then the file as the LAST part (OSS ignores what
+        follows it), sent without the DashScope key."""
+        key = f"{policy.upload_dir}/{filename}"
+        return StoreForm(upload_url=policy.upload_host,
+                         fields=(("OSSAccessKeyId", policy.access_key_id), ("Signature", policy.signature),
+                                 ("policy", policy.policy), ("key", key), ("x-oss-object-acl", policy.object_acl),
+                                 ("x-oss-forbid-overwrite", policy.forbid_overwrite),
+                                 ("success_action_status", "200")),
+                         file_field="file", media_url=f"oss://{key}", lifetime_s=STORE_LIFETIME_S,
+                         max_bytes=policy.max_bytes, ok_status=200)
+
+    def map_upload_error(self, reply: HttpReply) -> ProviderError:
+        """OSS answers in XML: <Error><Code>...</Code><Message>...</Message></Error>."""
+        text = reply.body if isinstance(reply.body, str) else ""
+        code, message = _xml_text(text, "Code"), _xml_text(text, "Message")
+        return self._error(reply, f"the upload store refused the file ({code or f'HTTP {reply.status}'}"
+                                  f"{': ' + message if message else ''}); nothing was submitted",
+                           kind=self._kind_for_status(reply.status), code=code)
+
     def map_error(self, reply: HttpReply) -> ProviderError:
         body = body_dict(reply)
         code = str(body.get("code") or "")
@@ -125,3 +186,8 @@ class DashScopeAdapter(ProviderAdapter):
             return self._error(reply, f"rate limited ({code or 'Throttling'}); slow down or retry later",
                                kind=kind, code=code)
         return self._error(reply, f"{code + ': ' if code else ''}{message}", kind=kind, code=code)
+
+
+def _xml_text(text: str, tag: str) -> str:
+    match = re.search(f"<{tag}>(.*?)</{tag}>", text, re.S)
+    return match.group(1).strip() if match else ""

@@ -5,11 +5,18 @@ from dataclasses import dataclass
 
 from ..engine.capabilities import ProviderCaps
 from ..engine.config import Secret, Settings
+from .aimlapi import AimlApiAdapter
+from .apiframe import ApiframeAdapter
+from .apixo import ApixoAdapter
 from .base import ProviderAdapter
 from .dashscope import DashScopeAdapter
+from .getimg import GetimgAdapter
+from .reapi import ReApiAdapter
 from .simulator import SimulatorAdapter
 
-ADAPTERS: dict[str, ProviderAdapter] = {a.name: a for a in (SimulatorAdapter(), DashScopeAdapter())}
+ADAPTERS: dict[str, ProviderAdapter] = {a.name: a for a in (
+    SimulatorAdapter(), DashScopeAdapter(), GetimgAdapter(), ApixoAdapter(), ApiframeAdapter(), AimlApiAdapter(),
+    ReApiAdapter())}
 
 
 def register(adapter: ProviderAdapter) -> None:

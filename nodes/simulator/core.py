@@ -254,12 +254,16 @@ class SimCore:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
                     if resp.status != 200:
                         raise SimMediaError(f"downloading {parts.path} failed: HTTP {resp.status}")
-                    data = await resp.content.read(max_bytes + 1)
+                    chunks: list[bytes] = []
+                    total = 0
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise SimMediaError("media file too large")
+                        chunks.append(chunk)
         except aiohttp.ClientError as exc:
             raise SimMediaError(f"downloading media failed: {exc}") from None
-        if len(data) > max_bytes:
-            raise SimMediaError("media file too large")
-        return data
+        return b"".join(chunks)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,6 +1,16 @@
-"""Simulated DashScope: /dashscope/api/v1/... exactly as providers.md section 1 describes."""
+"""Simulated DashScope: /dashscope/api/v1/... exactly as providers.md section 1 describes.
+
+The temporary upload store is simulated too: getPolicy hands out an HMAC-signed OSS PostObject policy whose
+upload_host is /dashscope/oss on this server (under the prefix, so upload faults can be injected), and that
+route checks the form the way OSS does before storing the file in sim.blobs, where oss:// URLs resolve.
+"""
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -15,6 +25,12 @@ PREFIX = "/dashscope"
 MODELS = {f"happyhorse-{v}-{m}": (v, mode) for v, modes in (("1.0", ("t2v", "i2v", "r2v", "video-edit")),
                                                            ("1.1", ("t2v", "i2v", "r2v")))
           for m in modes for mode in [("edit" if m == "video-edit" else m)]}
+OSS_PATH = PREFIX + "/oss"
+OSS_ACCESS_KEY_ID = "LTAI5tSimulatedUpload"
+POLICY_TTL_S = 300                 # the policy itself; the uploaded file lives 48 h
+MAX_FILE_SIZE_MB = 100
+OSS_FORM_FIELDS = ("OSSAccessKeyId", "Signature", "policy", "key", "x-oss-object-acl", "x-oss-forbid-overwrite",
+                   "success_action_status")
 STATUS = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED",
           "canceled": "CANCELED"}
 
@@ -27,6 +43,8 @@ def stage_of(method: str, path: str) -> str | None:
         return "poll"
     if method == "POST" and path.endswith("/cancel"):
         return "cancel"
+    if (method == "GET" and path.endswith("/api/v1/uploads")) or (method == "POST" and path == OSS_PATH):
+        return "upload"
     return None
 
 
@@ -42,6 +60,12 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
                              status=status, headers=headers)
 
 
+def _oss_error(status: int, code: str, message: str) -> web.Response:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<RequestId>{uuid.uuid4().hex.upper()}</RequestId><HostId>dashscope-file-sim</HostId></Error>")
+    return web.Response(status=status, text=body, content_type="application/xml")
+
+
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
@@ -49,6 +73,8 @@ def _iso(t: float) -> str:
 def routes(sim: SimCore) -> web.RouteTableDef:
     r = web.RouteTableDef()
     name = "dashscope"
+    policy_secret = os.urandom(16)        # signs this server's upload policies (OSS: the AccessKeySecret)
+    issued: dict[str, str] = {}           # upload_dir -> the model its policy was issued for
 
     def auth(request: web.Request) -> web.Response | None:
         problem = key_problem(bearer_key(request))
@@ -66,6 +92,8 @@ def routes(sim: SimCore) -> web.RouteTableDef:
             return resp
         if request.headers.get("X-DashScope-Async", "").lower() != "enable":
             return _error(403, "AccessDenied", "current user api does not support synchronous calls")
+        if (foreign := _foreign_upload(body, issued)) is not None:
+            return _error(400, "InvalidParameter", foreign)
         try:
             spec = await _parse_submit(sim, body, request)
         except HostError as e:
@@ -109,7 +137,104 @@ def routes(sim: SimCore) -> web.RouteTableDef:
             return web.json_response({"request_id": str(uuid.uuid4())})
         return _error(400, "UnsupportedOperation", "Failed to cancel the task, please confirm the task status.")
 
+    def sign(policy: str) -> str:
+        return base64.b64encode(hmac.new(policy_secret, policy.encode(), hashlib.sha1).digest()).decode()
+
+    @r.get(PREFIX + "/api/v1/uploads")
+    async def get_policy(request: web.Request) -> web.Response:
+        sim.record_request(name, "GET", request.path_qs, dict(request.headers), None)
+        if (resp := auth(request)) is not None:
+            return resp
+        if request.query.get("action") != "getPolicy":
+            return _error(400, "InvalidParameter", "action must be getPolicy")
+        model = request.query.get("model", "")
+        if model not in MODELS:
+            return _error(404, "ModelNotFound", f"Model not exist: {model}")
+        upload_dir = f"dashscope-instant/{uuid.uuid4().hex}/{time.strftime('%Y-%m-%d')}/{uuid.uuid4().hex[:8]}"
+        issued[upload_dir] = model
+        conditions = [["content-length-range", 0, MAX_FILE_SIZE_MB << 20], ["starts-with", "$key", upload_dir],
+                      {"x-oss-object-acl": "private"}, {"x-oss-forbid-overwrite": "true"},
+                      {"success_action_status": "200"}]
+        expiration = datetime.fromtimestamp(time.time() + POLICY_TTL_S, timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z")
+        policy = base64.b64encode(json.dumps({"expiration": expiration, "conditions": conditions}).encode()).decode()
+        return web.json_response({"request_id": str(uuid.uuid4()), "data": {
+            "policy": policy, "signature": sign(policy), "upload_dir": upload_dir,
+            "upload_host": f"{request.scheme}://{request.host}{OSS_PATH}", "expire_in_seconds": POLICY_TTL_S,
+            "max_file_size_mb": MAX_FILE_SIZE_MB, "capacity_limit_mb": 999999999,
+            "oss_access_key_id": OSS_ACCESS_KEY_ID, "x_oss_object_acl": "private", "x_oss_forbid_overwrite": "true"}})
+
+    @r.post(OSS_PATH)
+    async def oss_post_object(request: web.Request) -> web.Response:
+        """OSS PostObject: the signed form authorizes the upload; the file must be the last part."""
+        if not request.content_type.startswith("multipart/form-data"):
+            return _oss_error(400, "InvalidArgument", "PostObject needs a multipart/form-data body")
+        fields: dict[str, str] = {}
+        order: list[str] = []
+        data: bytes | None = None
+        content_type = "application/octet-stream"
+        async for part in await request.multipart():
+            order.append(part.name or "")
+            if data is not None:
+                continue        # read on, so the recorded order shows what came after the file
+            if part.name == "file":
+                data = bytes(await part.read())
+                content_type = part.headers.get("Content-Type", content_type)
+            else:
+                fields[part.name or ""] = await part.text()
+        sim.record_request(name, "POST", request.path, dict(request.headers),
+                           {"fields": order, "file_bytes": len(data or b"")})
+        if "Authorization" in request.headers:
+            return _oss_error(400, "InvalidArgument", "PostObject is authorized by its signed form; it must not "
+                                                      "carry an Authorization header")
+        if data is None:
+            return _oss_error(400, "InvalidArgument", "the form has no file field")
+        if order[-1] != "file":
+            return _oss_error(400, "InvalidArgument", "the file field must be the last field of the form")
+        missing = [f for f in OSS_FORM_FIELDS if f not in fields]
+        if missing:
+            return _oss_error(400, "InvalidArgument", f"missing form fields: {', '.join(missing)}")
+        if fields["OSSAccessKeyId"] != OSS_ACCESS_KEY_ID:
+            return _oss_error(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist.")
+        if not hmac.compare_digest(fields["Signature"], sign(fields["policy"])):
+            return _oss_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match "
+                                                            "the signature you provided.")
+        policy = json.loads(base64.b64decode(fields["policy"]))
+        expires = datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%S.000Z").replace(tzinfo=timezone.utc)
+        if expires.timestamp() < time.time():
+            return _oss_error(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+        for cond in policy["conditions"]:
+            if isinstance(cond, dict):
+                broken = [k for k, v in cond.items() if fields.get(k) != v]
+            elif cond[0] == "starts-with":
+                broken = [] if fields.get(cond[1].lstrip("$"), "").startswith(cond[2]) else [cond[1]]
+            else:       # content-length-range
+                if not cond[1] <= len(data) <= cond[2]:
+                    return _oss_error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
+                broken = []
+            if broken:
+                return _oss_error(403, "AccessDenied", f"Invalid according to Policy: Policy Condition failed: "
+                                                       f"{broken[0]}")
+        key = fields["key"]
+        if key in sim.blobs:        # x-oss-forbid-overwrite: true
+            return _oss_error(409, "FileAlreadyExists", "The object you specified already exists and can not be "
+                                                        "overwritten.")
+        sim.blobs[key] = (data, content_type)
+        return web.Response(status=200)
+
     return r
+
+
+def _foreign_upload(body, issued: dict[str, str]) -> str | None:
+    """DashScope resolves an oss:// file only for the model named when its upload policy was issued."""
+    inp = body.get("input") if isinstance(body, dict) else None
+    media = inp.get("media") if isinstance(inp, dict) else None
+    for m in media if isinstance(media, list) else []:
+        url = str(m.get("url", "")) if isinstance(m, dict) else ""
+        model = issued.get(url[len("oss://"):].rsplit("/", 1)[0]) if url.startswith("oss://") else None
+        if model is not None and model != body.get("model"):
+            return f"{url} was uploaded for {model}; upload it again for {body.get('model')}"
+    return None
 
 
 async def _parse_submit(sim: SimCore, body, request: web.Request) -> JobSpec:

@@ -1,0 +1,151 @@
+"""The user's S3-compatible bucket, for real: moto's S3 server on 127.0.0.1, boto3, presigned GET URLs that the
+simulated hosts download. Fake credentials only; nothing leaves this machine."""
+import calendar
+import logging
+import time
+import urllib.request
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from happyhorse.engine.errors import ConfigError
+from happyhorse.engine.ledger import Ledger
+from happyhorse.engine.request import GenerationRequest, MediaInput
+from happyhorse.engine.runner import JobRunner, RunOptions
+from happyhorse.engine.uploads import UploadCache
+from happyhorse.providers.registry import all_caps, resolve_endpoint
+from tests.conftest import png_bytes
+from tests.contract.test_dashscope import stats
+from tests.contract.test_uploads_checks import write_video
+
+ACCESS_KEY, SECRET_KEY = "AKIAHAPPYHORSETEST", "fake-secret-never-shown"
+BUCKET = "hh-inputs"
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)       # no per-request access log in the test output
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, tmp_path):
+    """A fresh versioned bucket (versions count the PUTs) and the settings pointing at it."""
+    import boto3
+
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("HAPPYHORSE_S3_BUCKET", BUCKET)
+    monkeypatch.setenv("HAPPYHORSE_S3_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("HAPPYHORSE_S3_REGION", "us-east-1")
+    monkeypatch.setenv("HAPPYHORSE_S3_EXPIRY_S", "900")
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    if any(b["Name"] == BUCKET for b in client.list_buckets()["Buckets"]):
+        for v in client.list_object_versions(Bucket=BUCKET).get("Versions", []):
+            client.delete_object(Bucket=BUCKET, Key=v["Key"], VersionId=v["VersionId"])
+    else:
+        client.create_bucket(Bucket=BUCKET)
+    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return client
+
+
+def submits(sim, provider):
+    return [r for r in stats(sim)["requests"].get(provider, []) if r["method"] == "POST"]
+
+
+def only_job(sim):
+    (job,) = sim.core.jobs.values()
+    return job
+
+
+def check_presigned(url, s3_server, key_prefix, ext):
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert f"{parts.scheme}://{parts.netloc}" == s3_server
+    assert parts.path.startswith(f"/{BUCKET}/{key_prefix}") and parts.path.endswith(ext)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and query["X-Amz-Expires"] == ["900"]
+    signed_at = calendar.timegm(time.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ"))
+    assert abs(signed_at - time.time()) < 120
+    assert query["X-Amz-Credential"][0].startswith(ACCESS_KEY + "/")      # the key id, never the secret
+    assert SECRET_KEY not in url
+    return parts.path[len(f"/{BUCKET}/"):]
+
+
+async def test_url_only_host_fetches_the_presigned_image(sim, s3, s3_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("REAPI_API_KEY", "rk_live_s3test")
+    runner = JobRunner(resolve_endpoint("reapi", base_url=sim.base_url("reapi")),
+                       ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
+    image = png_bytes(800, 600, color=(20, 90, 200))
+    before = time.time()
+    res = await runner.run(GenerationRequest(mode="i2v", version="1.1", duration_s=3,
+                                             first_frame=MediaInput.image_bytes(image)),
+                           RunOptions(out_dir=str(tmp_path)))          # auto: reAPI takes URLs only -> bucket
+    assert (res.width, res.height) == (960, 720)
+    (submit,) = submits(sim, "reapi")
+    url = submit["body"]["image_urls"][0]
+    key = check_presigned(url, s3_server, "happyhorse/", ".png")
+    assert only_job(sim).spec.first_frame == image                    # the host got our exact bytes
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    assert head["ContentType"] == "image/png" and head["ContentLength"] == len(image)
+    with urllib.request.urlopen(url) as resp:
+        assert resp.headers["Content-Type"] == "image/png" and resp.read() == image
+    cache = UploadCache()
+    scope = f"s3|{s3_server}|{BUCKET}|happyhorse/"
+    assert cache.get(scope, MediaInput.image_bytes(image).sha256) == url
+    expires_at = cache._db.execute("SELECT expires_at FROM uploads").fetchone()[0]
+    assert before + 900 <= expires_at <= time.time() + 900
+
+
+async def test_dashscope_forced_to_the_bucket_sends_the_edit_video(sim, s3, s3_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-s3test")
+    monkeypatch.setenv("HAPPYHORSE_S3_PREFIX", "inputs/hh")
+    runner = JobRunner(resolve_endpoint("dashscope", base_url=sim.base_url("dashscope")), all_caps=all_caps())
+    source = write_video(320, 320, 10, 3.5)
+    res = await runner.run(GenerationRequest(mode="edit", version="1.0", prompt="night", source_video=MediaInput(
+        kind="video", data=source, mime="video/mp4", name="clip.mp4")), RunOptions(out_dir=str(tmp_path), upload="s3"))
+    assert res.path
+    (submit,) = submits(sim, "dashscope")
+    url = submit["body"]["input"]["media"][0]["url"]
+    key = check_presigned(url, s3_server, "inputs/hh/", ".mp4")
+    assert "X-DashScope-OssResourceResolve" not in submit["headers"]
+    assert s3.head_object(Bucket=BUCKET, Key=key)["ContentType"] == "video/mp4"
+    assert only_job(sim).spec.source_video == source
+    assert not [r for r in stats(sim)["requests"]["dashscope"] if "uploads" in r["path"]]   # no store used
+
+
+async def test_same_image_twice_is_put_once(sim, s3, monkeypatch, tmp_path):
+    monkeypatch.setenv("REAPI_API_KEY", "rk_live_s3test")
+    runner = JobRunner(resolve_endpoint("reapi", base_url=sim.base_url("reapi")), all_caps=all_caps())
+    first = MediaInput.image_bytes(png_bytes(640, 480))
+    for prompt in ("one", "two"):
+        await runner.run(GenerationRequest(mode="i2v", version="1.1", duration_s=3, prompt=prompt, first_frame=first),
+                         RunOptions(out_dir=str(tmp_path)))
+    urls = [r["body"]["image_urls"][0] for r in submits(sim, "reapi")]
+    assert len(urls) == 2 and urls[0] == urls[1]
+    versions = s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
+    assert len(versions) == 1                                          # one PUT for two jobs
+    assert stats(sim)["submissions"] == {"reapi": 2}
+
+
+async def test_bucket_failure_is_clear_and_nothing_is_submitted(sim, s3, monkeypatch, tmp_path):
+    monkeypatch.setenv("REAPI_API_KEY", "rk_live_s3test")
+    monkeypatch.setenv("HAPPYHORSE_S3_BUCKET", "no-such-bucket")
+    runner = JobRunner(resolve_endpoint("reapi", base_url=sim.base_url("reapi")), all_caps=all_caps())
+    with pytest.raises(ConfigError) as err:
+        await runner.run(GenerationRequest(mode="i2v", version="1.1", duration_s=3,
+                                           first_frame=MediaInput.image_bytes(png_bytes())),
+                         RunOptions(out_dir=str(tmp_path)))
+    msg = str(err.value)
+    assert "s3://no-such-bucket/happyhorse/" in msg and "NoSuchBucket" in msg and "Nothing was submitted" in msg
+    assert SECRET_KEY not in msg and ACCESS_KEY not in msg
+    assert stats(sim)["submissions"] == {} and "reapi" not in stats(sim)["requests"]
