@@ -243,7 +243,9 @@ class JobRunner:
                              fps=info.fps, has_audio=info.has_audio, origin="reused")
         if prior.task_id and prior.status in ATTACHABLE:
             watch.task_id = prior.task_id
-            watch.update("attaching", detail=f"an identical job (task {prior.task_id}) is already paid for")
+            # Kept on every later progress line: the phase itself passes too fast to be seen.
+            watch.note = "re-attached to an identical job already paid for; nothing submitted again"
+            watch.update("attaching")
             async with self._transport() as transport:
                 result = await self._follow(transport, prior.task_id, req, est, opts, watch, prior.id)
             result.origin = "attached"
@@ -424,6 +426,7 @@ class _Watch:
         self.task_id: str | None = None
         self.estimate: Estimate | None = None
         self.expected: float | None = None
+        self.note = ""              # shown with every progress line once set (e.g. re-attached)
         self._ticker: asyncio.Task | None = None
 
     def elapsed(self) -> float:
@@ -438,8 +441,9 @@ class _Watch:
 
     def emit(self) -> None:
         if self.on_progress is not None:
+            detail = "; ".join(x for x in (self.detail, self.note) if x)
             self.on_progress(Progress(self.phase, self.elapsed(), self.expected, self.task_id, self.estimate,
-                                      self.detail))
+                                      detail))
 
     def start_ticker(self) -> None:
         async def tick() -> None:
