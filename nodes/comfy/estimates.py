@@ -71,7 +71,8 @@ def price_for_widgets(node_type: str, widgets: dict[str, Any]) -> dict[str, Any]
 
 
 def pill_label(est: Estimate) -> str:
-    if est.usd == 0:
+    # A zero rate is free whatever the length (the simulator's edit, before its source length is known).
+    if est.usd == 0 or est.usd_per_second == 0:
         return "free"
     if est.usd is not None:
         return f"~{est.usd:.2f} USD"

@@ -64,7 +64,7 @@ def ui(comfy, tmp_path_factory):
     # A returning user: a first start would open the template browser over the canvas, on a blank graph.
     status, _ = comfy.post_json("/settings/Comfy.TutorialCompleted", True)
     assert status == 200
-    browser = Browser(binary, tmp_path_factory.mktemp("chromium")).start()
+    browser = Browser(binary, tmp_path_factory.mktemp("chromium")).start()   # cleans up after itself if it fails
     try:
         t0 = time.monotonic()
         browser.goto(comfy.url + "/")
@@ -90,19 +90,16 @@ def load(ui: Browser, workflow: Path) -> dict:
 def live_node(ui: Browser, node_id: int) -> dict:
     return ui.evaluate(f"""(() => {{
       const n = app.graph.getNodeById({node_id});
-      return {{ type: n.comfyClass, widgets: Object.fromEntries((n.widgets ?? []).map(w => [w.name, w.value])),
-               badges: n.badges.map(b => typeof b === "function" ? b() : b).map(b => b.text) }};
+      return {{ type: n.comfyClass, widgets: Object.fromEntries((n.widgets ?? []).map(w => [w.name, w.value])) }};
     }})()""")
 
 
 def wait_for_pill(ui: Browser, node_id: int, label: str) -> None:
-    """The node's badges hold the label and LiteGraph has painted it on the canvas."""
-    ui.wait_for(f"""(() => {{
-      const n = app.graph.getNodeById({node_id});
-      const texts = n.badges.map(b => typeof b === "function" ? b() : b).map(b => b.text);
-      if (!window.__hhPainted.has({json.dumps(label)})) app.canvas.setDirty(true, true);
-      return texts.includes({json.dumps(label)}) && window.__hhPainted.has({json.dumps(label)});
-    }})()""", timeout=15, what=f"node {node_id}'s pill to show {label!r}")
+    """LiteGraph has painted the label (on its own: the test forces no redraw) and it is this node's pill.
+    The node's badges are only read once the label is painted, so the test never sets off the price request."""
+    ui.wait_for(f"""window.__hhPainted.has({json.dumps(label)}) && app.graph.getNodeById({node_id}).badges
+      .map(b => typeof b === "function" ? b() : b).some(b => b.text === {json.dumps(label)})""",
+                timeout=15, what=f"node {node_id}'s pill to show {label!r}")
 
 
 def set_widgets(ui: Browser, node_id: int, values: dict) -> None:

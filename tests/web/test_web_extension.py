@@ -60,6 +60,7 @@ class HarnessServer:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
 
 def _file(name: str):
@@ -83,13 +84,15 @@ def page(tmp_path_factory):
         sys.stderr.write(f"\n[web] skipped: {reason}\n")
         pytest.skip(reason)
     server = HarnessServer().start()
-    browser = Browser(binary, tmp_path_factory.mktemp("chromium"), width=900, height=700).start()
+    browser = None
     try:
+        browser = Browser(binary, tmp_path_factory.mktemp("chromium"), width=900, height=700).start()
         browser.goto(server.url + "/")
         browser.wait_for("window.harness && window.harness.ready", timeout=15, what="the harness and extension")
         yield browser
     finally:
-        browser.close()
+        if browser is not None:
+            browser.close()
         server.stop()
 
 
