@@ -1,7 +1,7 @@
 """Errors the user sees. Every message says what went wrong and what to do about it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class HappyHorseError(Exception):

@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from .errors import DownloadError, HappyHorseError, ProviderError, SubmitUncertain
+from .errors import DownloadError, ProviderError, SubmitUncertain
 
 log = logging.getLogger("happyhorse.http")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Mode = Literal["t2v", "i2v", "r2v", "edit"]

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import aiohttp
 
 from .capabilities import ProviderCaps
-from .errors import (DownloadError, HappyHorseError, JobCancelled, JobFailed, JobTimeout, ProviderError,
+from .errors import (DownloadError, JobCancelled, JobFailed, JobTimeout, ProviderError,
                      SubmitUncertain)
 from .http import Transport, is_loopback, redact_url
 from .ledger import Ledger

@@ -5,7 +5,6 @@ JobSpec, and renders JobView states in that host's words. Everything else lives 
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import ipaddress

@@ -8,38 +8,21 @@ import pytest
 from happyhorse.cli import main as cli_main
 from happyhorse.engine.errors import JobFailed, ProviderError, ValidationError
 from happyhorse.engine.http import HttpReply
-from happyhorse.engine.ledger import Ledger
 from happyhorse.engine.request import GenerationRequest, MediaInput
-from happyhorse.engine.runner import JobRunner, RunOptions
-from happyhorse.providers.registry import all_caps, get_adapter, resolve_endpoint
+from happyhorse.engine.runner import RunOptions
+from happyhorse.providers.registry import get_adapter
 from tests.conftest import png_bytes
-from tests.contract.test_dashscope import http, probe, stats
+from tests.contract.helpers import http, make_runner, no_request_reached, probe, put_blob, sent, stats
 
 NAME = "aimlapi"
 KEY = "aiml-test-key-123"
 SUBMIT_PATH = "/aimlapi/v2/video/generations"
 
 
-def make_runner(sim, tmp_path):
-    ep = resolve_endpoint(NAME, base_url=sim.base_url(NAME))
-    return JobRunner(ep, ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
-
-
 @pytest.fixture
 def runner(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("AIMLAPI_API_KEY", KEY)
-    return make_runner(sim, tmp_path)
-
-
-def sent(sim, method="POST"):
-    return [r for r in stats(sim)["requests"][NAME] if r["method"] == method]
-
-
-def put_blob(sim, name, data, content_type):
-    req = urllib.request.Request(f"{sim.url}/_sim/blobs/{name}", data=data, method="PUT",
-                                 headers={"Content-Type": content_type})
-    with urllib.request.urlopen(req) as resp:
-        return json.loads(resp.read())["url"]
+    return make_runner(sim, tmp_path, NAME)
 
 
 async def test_t2v_end_to_end_exact_request_and_cost(runner, sim, tmp_path):
@@ -51,12 +34,12 @@ async def test_t2v_end_to_end_exact_request_and_cost(runner, sim, tmp_path):
     assert abs(p["dur"] - 3) < 0.1
     # The cost is the host's own usd_spent, which arrives as a string.
     assert res.cost_usd == pytest.approx(0.42) and res.billed_seconds == 3
-    post = sent(sim)[0]
+    post = sent(sim, NAME)[0]
     assert post["path"] == SUBMIT_PATH and post["headers"]["Authorization"] == "***"
     assert post["body"] == {"model": "alibaba/happyhorse-1-0", "prompt": "a horse on a beach",
                             "aspect_ratio": "16:9", "resolution": "720p", "duration": 3, "seed": 42,
                             "watermark": False}
-    polls = sent(sim, "GET")
+    polls = sent(sim, NAME, "GET")
     assert polls and all(r["path"] == f"{SUBMIT_PATH}?generation_id={res.task_id}" for r in polls)
     assert all(r["headers"]["Authorization"] == "***" and r["body"] is None for r in polls)
     assert stats(sim)["submissions"] == {NAME: 1}
@@ -67,7 +50,7 @@ async def test_i2v_sends_bytes_as_data_uri_and_takes_image_ratio(runner, sim, tm
     res = await runner.run(GenerationRequest(mode="i2v", version="1.0", prompt="slow push-in", first_frame=first,
                                              duration_s=3, watermark=True), RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == (960, 720) and abs(res.duration_s - 3) < 0.1
-    body = sent(sim)[0]["body"]
+    body = sent(sim, NAME)[0]["body"]
     assert body.pop("image_url").startswith("data:image/png;base64,")
     assert body == {"model": "alibaba/happyhorse-1-0", "prompt": "slow push-in", "resolution": "720p",
                     "duration": 3, "watermark": True}
@@ -79,7 +62,7 @@ async def test_i2v_from_public_url_is_fetched(runner, sim, tmp_path):
                                              first_frame=MediaInput.from_url(url, "image"), duration_s=3),
                            RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == (720, 1280)
-    assert sent(sim)[0]["body"]["image_url"] == url
+    assert sent(sim, NAME)[0]["body"]["image_url"] == url
     assert stats(sim)["blob_downloads"] == {"first.png": 1}
 
 
@@ -89,7 +72,7 @@ async def test_r2v_sends_reference_image_urls_in_order(runner, sim, tmp_path):
                                              reference_images=refs, aspect_ratio="1:1", duration_s=3),
                            RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == (720, 720)
-    body = sent(sim)[0]["body"]
+    body = sent(sim, NAME)[0]["body"]
     urls = body.pop("reference_image_urls")
     assert len(urls) == 2 and all(u.startswith("data:image/png;base64,") for u in urls)
     assert urls[0] != urls[1]
@@ -107,7 +90,7 @@ async def test_edit_sends_video_url_and_audio_setting_without_duration(runner, s
                            RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == (960, 720) and abs(res.duration_s - 3) < 0.1
     assert res.cost_usd == pytest.approx(0.42)          # usd_spent from the host, not an estimate
-    body = sent(sim)[-1]["body"]
+    body = sent(sim, NAME)[-1]["body"]
     assert body.pop("video_url").startswith("data:video/mp4;base64,")
     assert [u[:22] for u in body.pop("reference_image_urls")] == ["data:image/png;base64,"]
     assert body == {"model": "alibaba/happyhorse-1-0", "prompt": "make it night", "resolution": "720p",
@@ -127,14 +110,14 @@ async def test_unsupported_refused_before_any_request(runner, sim, tmp_path, req
     with pytest.raises(ValidationError) as err:
         await runner.run(req, RunOptions(out_dir=str(tmp_path)))
     assert all(text in str(err.value) for text in expect), str(err.value)
-    assert NAME not in stats(sim)["requests"] and stats(sim)["submissions"] == {}
+    assert no_request_reached(sim, NAME)
 
 
 async def test_bad_key_names_variable_and_hides_key(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("AIMLAPI_API_KEY", "aiml-invalid-key-999")
     with pytest.raises(ProviderError) as err:
-        await make_runner(sim, tmp_path).run(GenerationRequest(mode="t2v", version="1.0", prompt="a", duration_s=3),
-                                             RunOptions(out_dir=str(tmp_path)))
+        await make_runner(sim, tmp_path, NAME).run(GenerationRequest(mode="t2v", version="1.0", prompt="a",
+                                                                     duration_s=3), RunOptions(out_dir=str(tmp_path)))
     assert err.value.kind == "auth" and err.value.status == 401 and "AIMLAPI_API_KEY" in str(err.value)
     assert "aiml-invalid-key-999" not in str(err.value)
 
@@ -142,8 +125,8 @@ async def test_bad_key_names_variable_and_hides_key(sim, monkeypatch, tmp_path):
 async def test_no_credits_is_403(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("AIMLAPI_API_KEY", "aiml-nocredit")
     with pytest.raises(ProviderError) as err:
-        await make_runner(sim, tmp_path).run(GenerationRequest(mode="t2v", version="1.0", prompt="a", duration_s=3),
-                                             RunOptions(out_dir=str(tmp_path)))
+        await make_runner(sim, tmp_path, NAME).run(GenerationRequest(mode="t2v", version="1.0", prompt="a",
+                                                                     duration_s=3), RunOptions(out_dir=str(tmp_path)))
     assert err.value.kind == "credits" and err.value.status == 403 and "credits" in str(err.value)
     assert stats(sim)["submissions"] == {}
 
@@ -154,7 +137,7 @@ async def test_poll_429_without_retry_after_is_retried(runner, sim, tmp_path):
     res = await runner.run(GenerationRequest(mode="t2v", version="1.0", prompt="a", duration_s=3),
                            RunOptions(out_dir=str(tmp_path)))
     assert res.path and stats(sim)["submissions"] == {NAME: 1}
-    assert any(r["body"] and "fault" in r["body"] for r in sent(sim, "GET"))
+    assert any(r["body"] and "fault" in r["body"] for r in sent(sim, NAME, "GET"))
     # The host's 429 carries no Retry-After (even when a fault asks for one) and its usual error body.
     http("POST", sim.url + "/_sim/faults", {"provider": NAME, "stage": "poll", "kind": "status", "status": 429,
                                             "retry_after": 7})

@@ -1,45 +1,19 @@
 """The DashScope adapter against the simulated DashScope: all four modes, the exact requests, every error."""
-import json
-import urllib.request
 
-import av
 import pytest
 
 from happyhorse.engine.errors import JobCancelled, JobFailed, ProviderError
-from happyhorse.engine.ledger import Ledger
 from happyhorse.engine.request import GenerationRequest, MediaInput
 from happyhorse.engine.runner import JobRunner, RunOptions
-from happyhorse.providers.registry import all_caps, resolve_endpoint
+from happyhorse.providers.registry import resolve_endpoint
 from tests.conftest import png_bytes
-
-
-def http(method, url, body=None, headers=None):
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-
-
-def stats(sim):
-    return http("GET", sim.url + "/_sim/stats")[1]
+from tests.contract.helpers import http, make_runner, probe, stats
 
 
 @pytest.fixture
 def runner(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-key-123")
-    ep = resolve_endpoint("dashscope", base_url=sim.base_url("dashscope"))
-    return JobRunner(ep, ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
-
-
-def probe(path):
-    with av.open(path) as c:
-        v = c.streams.video[0]
-        return {"codec": v.codec_context.name, "w": v.codec_context.width, "h": v.codec_context.height,
-                "fps": float(v.average_rate), "audio": len(c.streams.audio) == 1,
-                "dur": float(v.duration * v.time_base)}
+    return make_runner(sim, tmp_path, "dashscope")
 
 
 async def test_t2v_end_to_end_and_exact_request(runner, sim, tmp_path):

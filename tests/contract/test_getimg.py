@@ -8,13 +8,10 @@ import pytest
 from happyhorse.cli import main as cli_main
 from happyhorse.engine.errors import ConfigError, JobFailed, ProviderError, ValidationError
 from happyhorse.engine.http import HttpReply
-from happyhorse.engine.ledger import Ledger
-from happyhorse.engine.request import GenerationRequest, MediaInput
-from happyhorse.engine.runner import JobRunner, RunOptions
-from happyhorse.providers.registry import all_caps, resolve_endpoint
+from happyhorse.engine.request import MediaInput
 from tests.conftest import png_bytes
-from tests.contract.test_aimlapi import put_blob
-from tests.contract.test_dashscope import http, probe, stats
+from tests.contract import helpers
+from tests.contract.helpers import http, image_url, make_runner, probe, run, stats
 
 NAME = "getimg"
 KEY = "sk_live_getimg_secret"
@@ -24,26 +21,11 @@ SUBMIT_PATH = "/getimg/v2/videos/generations"
 @pytest.fixture
 def runner(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("GETIMG_API_KEY", KEY)
-    return make_runner(sim, tmp_path)
-
-
-def make_runner(sim, tmp_path):
-    ep = resolve_endpoint(NAME, base_url=sim.base_url(NAME))
-    return JobRunner(ep, ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
+    return make_runner(sim, tmp_path, NAME)
 
 
 def sent(sim, method="POST"):
-    return [r for r in stats(sim)["requests"].get(NAME, []) if r["method"] == method and "fault" not in
-            (r["body"] or {})]
-
-
-def image_url(sim, name, w=800, h=600, color=(200, 80, 40)):
-    return put_blob(sim, name, png_bytes(w, h, color=color), "image/png")
-
-
-def run(runner, tmp_path, **kw):
-    return runner.run(GenerationRequest(**{"version": "1.0", "resolution": "720p", "duration_s": 3, **kw}),
-                      RunOptions(out_dir=str(tmp_path)))
+    return helpers.sent(sim, NAME, method, faults=False)
 
 
 async def test_t2v_end_to_end_exact_request_and_reported_cost(runner, sim, tmp_path):
@@ -107,7 +89,7 @@ async def test_bytes_need_an_upload_bucket(runner, sim, tmp_path):
 async def test_bad_key_names_the_variable_and_hides_the_key(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("GETIMG_API_KEY", "sk_invalid_key_9")
     with pytest.raises(ProviderError) as err:
-        await run(make_runner(sim, tmp_path), tmp_path, mode="t2v", prompt="a")
+        await run(make_runner(sim, tmp_path, NAME), tmp_path, mode="t2v", prompt="a")
     assert err.value.kind == "auth" and err.value.status == 401 and "GETIMG_API_KEY" in str(err.value)
     assert "sk_invalid_key_9" not in str(err.value)
 
@@ -115,7 +97,7 @@ async def test_bad_key_names_the_variable_and_hides_the_key(sim, monkeypatch, tm
 async def test_no_credits(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("GETIMG_API_KEY", "sk_nocredit")
     with pytest.raises(ProviderError) as err:
-        await run(make_runner(sim, tmp_path), tmp_path, mode="t2v", prompt="a")
+        await run(make_runner(sim, tmp_path, NAME), tmp_path, mode="t2v", prompt="a")
     assert err.value.kind == "credits" and err.value.status == 402
 
 

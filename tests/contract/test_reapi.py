@@ -8,41 +8,22 @@ import pytest
 from happyhorse.cli import main as cli_main
 from happyhorse.engine.errors import ConfigError, JobFailed, JobTimeout, ProviderError, ValidationError
 from happyhorse.engine.http import HttpReply
-from happyhorse.engine.ledger import Ledger
 from happyhorse.engine.pricing import estimate
 from happyhorse.engine.request import GenerationRequest, MediaInput
-from happyhorse.engine.runner import JobRunner, RunOptions
-from happyhorse.providers.registry import all_caps, get_adapter, resolve_endpoint
+from happyhorse.engine.runner import RunOptions
+from happyhorse.providers.registry import get_adapter
 from tests.conftest import png_bytes
-from tests.contract.test_aimlapi import put_blob
-from tests.contract.test_dashscope import http, probe, stats
+from tests.contract.helpers import http, image_url, make_runner, no_request_reached, probe, put_blob, sent, stats
 
 NAME = "reapi"
 KEY = "rk_live_test123"
 SUBMIT_PATH = "/reapi/api/v1/videos/generations"
 
 
-def make_runner(sim, tmp_path):
-    ep = resolve_endpoint(NAME, base_url=sim.base_url(NAME))
-    return JobRunner(ep, ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
-
-
 @pytest.fixture
 def runner(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("REAPI_API_KEY", KEY)
-    return make_runner(sim, tmp_path)
-
-
-def sent(sim, method="POST"):
-    return [r for r in stats(sim)["requests"][NAME] if r["method"] == method]
-
-
-def image_url(sim, name, w=800, h=600, color=(200, 80, 40)):
-    return put_blob(sim, name, png_bytes(w, h, color=color), "image/png")
-
-
-def no_request_reached(sim):
-    return NAME not in stats(sim)["requests"] and stats(sim)["submissions"] == {}
+    return make_runner(sim, tmp_path, NAME)
 
 
 async def test_v11_t2v_end_to_end_and_exact_request(runner, sim, tmp_path):
@@ -53,11 +34,11 @@ async def test_v11_t2v_end_to_end_and_exact_request(runner, sim, tmp_path):
     assert (p["codec"], p["w"], p["h"], p["fps"], p["audio"]) == ("h264", 1680, 720, 24.0, True)
     assert abs(p["dur"] - 3) < 0.1
     assert res.task_id.startswith("task_") and res.cost_usd is None     # 1.1's rate is not published
-    post = sent(sim)[0]
+    post = sent(sim, NAME)[0]
     assert post["path"] == SUBMIT_PATH and post["headers"]["Authorization"] == "***"
     assert post["body"] == {"model": "happyhorse-1-1", "prompt": "a coastal road at sunset", "resolution": "720p",
                             "aspect_ratio": "21:9", "duration": 3}
-    polls = sent(sim, "GET")
+    polls = sent(sim, NAME, "GET")
     assert polls and all(r["path"] == f"/reapi/api/v1/tasks/{res.task_id}" for r in polls)
     assert stats(sim)["submissions"] == {NAME: 1}
 
@@ -68,7 +49,7 @@ async def test_v11_i2v_first_frame_goes_in_image_urls(runner, sim, tmp_path):
                                              duration_s=3), RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == (960, 720) and abs(res.duration_s - 3) < 0.1
     # prompt is optional for i2v and is left out rather than sent empty; no aspect_ratio (from the image).
-    assert sent(sim)[0]["body"] == {"model": "happyhorse-1-1", "image_urls": [url], "resolution": "720p",
+    assert sent(sim, NAME)[0]["body"] == {"model": "happyhorse-1-1", "image_urls": [url], "resolution": "720p",
                                     "duration": 3}
     assert stats(sim)["blob_downloads"] == {"first.png": 1}
 
@@ -79,7 +60,7 @@ async def test_v11_r2v_uses_reference_image_urls(runner, sim, tmp_path):
                                              reference_images=tuple(MediaInput.from_url(u, "image") for u in urls),
                                              aspect_ratio="1:1", duration_s=3), RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == (720, 720)
-    assert sent(sim)[0]["body"] == {"model": "happyhorse-1-1", "prompt": "[Image 1] meets [Image 2]",
+    assert sent(sim, NAME)[0]["body"] == {"model": "happyhorse-1-1", "prompt": "[Image 1] meets [Image 2]",
                                     "reference_image_urls": urls, "resolution": "720p", "aspect_ratio": "1:1",
                                     "duration": 3}
     assert stats(sim)["blob_downloads"] == {"ref0.png": 1, "ref1.png": 1}
@@ -103,7 +84,7 @@ async def test_v10_fields(runner, sim, tmp_path, mode, size):
         expect.update(image_urls=urls, aspect_ratio="4:3")    # 1.0: image_urls are the REFERENCES
     res = await runner.run(req, RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == size and abs(res.duration_s - 3) < 0.1
-    assert sent(sim)[0]["body"] == expect
+    assert sent(sim, NAME)[0]["body"] == expect
     assert res.cost_usd == pytest.approx(3 * 0.1625)
 
 
@@ -119,7 +100,7 @@ async def test_v10_edit_with_hosted_source_video(runner, sim, tmp_path):
                                              audio_setting="origin", source_video_duration_s=3, watermark=True),
                            RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == (960, 720) and abs(res.duration_s - 3) < 0.1
-    assert sent(sim)[-1]["body"] == {"model": "happyhorse-1.0", "prompt": "make it night", "image_urls": [ref],
+    assert sent(sim, NAME)[-1]["body"] == {"model": "happyhorse-1.0", "prompt": "make it night", "image_urls": [ref],
                                      "video_url": video, "resolution": "720P", "audio_setting": "origin",
                                      "watermark": True}
     assert stats(sim)["blob_downloads"] == {"src.mp4": 1, "ref.png": 1}
@@ -144,13 +125,13 @@ async def test_unsupported_refused_before_any_request(runner, sim, tmp_path, req
     with pytest.raises(ValidationError) as err:
         await runner.run(req, RunOptions(out_dir=str(tmp_path)))
     assert all(text in str(err.value) for text in expect), str(err.value)
-    assert no_request_reached(sim)
+    assert no_request_reached(sim, NAME)
 
 
 async def test_seed_is_sent_on_10(runner, sim, tmp_path):
     await runner.run(GenerationRequest(mode="t2v", version="1.0", prompt="a", duration_s=3, seed=77),
                      RunOptions(out_dir=str(tmp_path)))
-    assert sent(sim)[-1]["body"]["seed"] == 77
+    assert sent(sim, NAME)[-1]["body"]["seed"] == 77
 
 
 async def test_bytes_raise_config_error_before_any_request(runner, sim, tmp_path):
@@ -159,14 +140,14 @@ async def test_bytes_raise_config_error_before_any_request(runner, sim, tmp_path
                                            first_frame=MediaInput.image_bytes(png_bytes(800, 600))),
                          RunOptions(out_dir=str(tmp_path)))
     assert "only takes public URLs" in str(err.value)
-    assert no_request_reached(sim)
+    assert no_request_reached(sim, NAME)
 
 
 async def test_bad_key_names_variable_and_hides_key(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("REAPI_API_KEY", "rk_live_invalid_42")
     with pytest.raises(ProviderError) as err:
-        await make_runner(sim, tmp_path).run(GenerationRequest(mode="t2v", prompt="a", duration_s=3),
-                                             RunOptions(out_dir=str(tmp_path)))
+        await make_runner(sim, tmp_path, NAME).run(GenerationRequest(mode="t2v", prompt="a", duration_s=3),
+                                                   RunOptions(out_dir=str(tmp_path)))
     assert err.value.kind == "auth" and err.value.code == "10003" and "REAPI_API_KEY" in str(err.value)
     assert "rk_live_invalid_42" not in str(err.value)
 
@@ -174,8 +155,8 @@ async def test_bad_key_names_variable_and_hides_key(sim, monkeypatch, tmp_path):
 async def test_no_credits_is_402_30001(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("REAPI_API_KEY", "rk_live_nocredit")
     with pytest.raises(ProviderError) as err:
-        await make_runner(sim, tmp_path).run(GenerationRequest(mode="t2v", prompt="a", duration_s=3),
-                                             RunOptions(out_dir=str(tmp_path)))
+        await make_runner(sim, tmp_path, NAME).run(GenerationRequest(mode="t2v", prompt="a", duration_s=3),
+                                                   RunOptions(out_dir=str(tmp_path)))
     assert (err.value.kind, err.value.status, err.value.code) == ("credits", 402, "30001")
     assert stats(sim)["submissions"] == {}
 
@@ -185,7 +166,7 @@ async def test_poll_429_is_retried(runner, sim, tmp_path):
                                             "retry_after": 0})
     res = await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)))
     assert res.path and stats(sim)["submissions"] == {NAME: 1}
-    fault = next(r for r in sent(sim, "GET") if r["body"])
+    fault = next(r for r in sent(sim, NAME, "GET") if r["body"])
     assert fault["path"] == f"/reapi/api/v1/tasks/{res.task_id}"
     # The simulated 429 is reAPI's error shape, code 50001; the adapter reads it as a rate limit.
     http("POST", sim.url + "/_sim/faults", {"provider": NAME, "stage": "poll", "kind": "status", "status": 429,

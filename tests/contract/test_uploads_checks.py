@@ -16,7 +16,7 @@ from happyhorse.engine.runner import JobRunner, RunOptions
 from happyhorse.providers.dashscope import CAPS, DashScopeAdapter
 from happyhorse.providers.registry import Endpoint, all_caps, resolve_endpoint
 from tests.conftest import png_bytes
-from tests.contract.test_dashscope import stats
+from tests.contract.helpers import stats
 
 KEY = "sk-checks-key"
 

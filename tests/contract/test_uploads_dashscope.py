@@ -7,15 +7,13 @@ import pytest
 
 from happyhorse.engine.errors import ProviderError, ValidationError
 from happyhorse.engine.http import HttpReply
-from happyhorse.engine.ledger import Ledger
 from happyhorse.engine.request import GenerationRequest, MediaInput
-from happyhorse.engine.runner import JobRunner, RunOptions
+from happyhorse.engine.runner import RunOptions
 from happyhorse.engine.uploads import choice
 from happyhorse.providers.dashscope import DashScopeAdapter
-from happyhorse.providers.registry import all_caps, resolve_endpoint
 from happyhorse.simulator.protocols import dashscope as sim_dashscope
 from tests.conftest import png_bytes
-from tests.contract.test_dashscope import http, stats
+from tests.contract.helpers import http, make_runner, stats
 
 KEY = "sk-upload-test-key"
 SUBMIT = "/dashscope/api/v1/services/aigc/video-generation/video-synthesis"
@@ -24,8 +22,7 @@ SUBMIT = "/dashscope/api/v1/services/aigc/video-generation/video-synthesis"
 @pytest.fixture
 def runner(sim, monkeypatch, tmp_path):
     monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
-    ep = resolve_endpoint("dashscope", base_url=sim.base_url("dashscope"))
-    return JobRunner(ep, ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
+    return make_runner(sim, tmp_path, "dashscope")
 
 
 def requests(sim, path_part, method=None):

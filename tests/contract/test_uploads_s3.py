@@ -15,7 +15,7 @@ from happyhorse.engine.runner import JobRunner, RunOptions
 from happyhorse.engine.uploads import UploadCache
 from happyhorse.providers.registry import all_caps, resolve_endpoint
 from tests.conftest import png_bytes
-from tests.contract.test_dashscope import stats
+from tests.contract.helpers import sent, stats
 from tests.contract.test_uploads_checks import write_video
 
 ACCESS_KEY, SECRET_KEY = "AKIAHAPPYHORSETEST", "fake-secret-never-shown"
@@ -59,10 +59,6 @@ def s3(s3_server, monkeypatch, tmp_path):
     return client
 
 
-def submits(sim, provider):
-    return [r for r in stats(sim)["requests"].get(provider, []) if r["method"] == "POST"]
-
-
 def only_job(sim):
     (job,) = sim.core.jobs.values()
     return job
@@ -91,7 +87,7 @@ async def test_url_only_host_fetches_the_presigned_image(sim, s3, s3_server, mon
                                              first_frame=MediaInput.image_bytes(image)),
                            RunOptions(out_dir=str(tmp_path)))          # auto: reAPI takes URLs only -> bucket
     assert (res.width, res.height) == (960, 720)
-    (submit,) = submits(sim, "reapi")
+    (submit,) = sent(sim, "reapi")
     url = submit["body"]["image_urls"][0]
     key = check_presigned(url, s3_server, "happyhorse/", ".png")
     assert only_job(sim).spec.first_frame == image                    # the host got our exact bytes
@@ -114,7 +110,7 @@ async def test_dashscope_forced_to_the_bucket_sends_the_edit_video(sim, s3, s3_s
     res = await runner.run(GenerationRequest(mode="edit", version="1.0", prompt="night", source_video=MediaInput(
         kind="video", data=source, mime="video/mp4", name="clip.mp4")), RunOptions(out_dir=str(tmp_path), upload="s3"))
     assert res.path
-    (submit,) = submits(sim, "dashscope")
+    (submit,) = sent(sim, "dashscope")
     url = submit["body"]["input"]["media"][0]["url"]
     key = check_presigned(url, s3_server, "inputs/hh/", ".mp4")
     assert "X-DashScope-OssResourceResolve" not in submit["headers"]
@@ -130,7 +126,7 @@ async def test_same_image_twice_is_put_once(sim, s3, monkeypatch, tmp_path):
     for prompt in ("one", "two"):
         await runner.run(GenerationRequest(mode="i2v", version="1.1", duration_s=3, prompt=prompt, first_frame=first),
                          RunOptions(out_dir=str(tmp_path)))
-    urls = [r["body"]["image_urls"][0] for r in submits(sim, "reapi")]
+    urls = [r["body"]["image_urls"][0] for r in sent(sim, "reapi")]
     assert len(urls) == 2 and urls[0] == urls[1]
     versions = s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
     assert len(versions) == 1                                          # one PUT for two jobs

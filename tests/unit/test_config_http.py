@@ -1,11 +1,10 @@
 """Keys, base URLs, redaction and the retry rules of the transport (against a real loopback server)."""
 import asyncio
 
-import aiohttp
 import pytest
 from aiohttp import web
 
-from happyhorse.engine.config import Secret, Settings
+from happyhorse.engine.config import Secret
 from happyhorse.engine.errors import ConfigError, ProviderError, SubmitUncertain
 from happyhorse.engine.http import (HttpCall, RetryPolicy, Transport, check_fetch_url, retry_after_seconds)
 from happyhorse.engine.runner import next_poll_delay

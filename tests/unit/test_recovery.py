@@ -1,11 +1,9 @@
 """Never lose or double-pay a job: reuse, attach after a crash (SIGKILL), refuse to guess after an uncertain submit."""
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import av
 import pytest
@@ -15,19 +13,9 @@ from happyhorse.engine.ledger import Ledger
 from happyhorse.engine.request import GenerationRequest
 from happyhorse.engine.runner import JobRunner, RunOptions
 from happyhorse.providers.registry import all_caps, resolve_endpoint
+from tests.contract.helpers import http, stats
 
 CLI = [sys.executable, "-m", "happyhorse.cli"]
-
-
-def stats(url):
-    with urllib.request.urlopen(url + "/_sim/stats") as r:
-        return json.loads(r.read())
-
-
-def post(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
 
 
 @pytest.fixture
@@ -45,7 +33,7 @@ async def test_identical_request_reuses_finished_video(runner, sim, tmp_path):
     again = await runner.run(REQ, RunOptions(out_path=str(tmp_path / "b" / "copy.mp4")))
     assert again.origin == "reused" and again.cost_usd == 0 and again.task_id == first.task_id
     assert open(again.path, "rb").read() == open(first.path, "rb").read()
-    assert stats(sim.url)["submissions"] == {"dashscope": 1}
+    assert stats(sim)["submissions"] == {"dashscope": 1}
 
 
 async def test_changed_seed_or_force_new_is_a_new_job(runner, sim, tmp_path):
@@ -53,7 +41,7 @@ async def test_changed_seed_or_force_new_is_a_new_job(runner, sim, tmp_path):
     other = await runner.run(REQ.with_(seed=12), RunOptions(out_dir=str(tmp_path)))
     forced = await runner.run(REQ, RunOptions(out_dir=str(tmp_path), force_new=True))
     assert other.origin == "new" and forced.origin == "new"
-    assert stats(sim.url)["submissions"] == {"dashscope": 3}
+    assert stats(sim)["submissions"] == {"dashscope": 3}
 
 
 async def test_deleted_file_is_collected_again_not_repaid(runner, sim, tmp_path):
@@ -61,19 +49,19 @@ async def test_deleted_file_is_collected_again_not_repaid(runner, sim, tmp_path)
     os.unlink(first.path)
     again = await runner.run(REQ, RunOptions(out_dir=str(tmp_path)))
     assert again.origin == "attached" and os.path.isfile(again.path)
-    assert stats(sim.url)["submissions"] == {"dashscope": 1}
+    assert stats(sim)["submissions"] == {"dashscope": 1}
 
 
 async def test_uncertain_submit_is_not_silently_repaid(runner, sim, tmp_path):
-    post(sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "submit", "kind": "drop_after"})
+    http("POST", sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "submit", "kind": "drop_after"})
     with pytest.raises(SubmitUncertain):
         await runner.run(REQ, RunOptions(out_dir=str(tmp_path)))
     with pytest.raises(SubmitUncertain) as err:
         await runner.run(REQ, RunOptions(out_dir=str(tmp_path)))
     assert "force a new generation" in str(err.value)
-    assert stats(sim.url)["submissions"] == {"dashscope": 1}
+    assert stats(sim)["submissions"] == {"dashscope": 1}
     forced = await runner.run(REQ, RunOptions(out_dir=str(tmp_path), force_new=True))
-    assert forced.origin == "new" and stats(sim.url)["submissions"] == {"dashscope": 2}
+    assert forced.origin == "new" and stats(sim)["submissions"] == {"dashscope": 2}
 
 
 def _start_simulator(env):
@@ -106,7 +94,7 @@ def test_sigkill_while_polling_then_rerun_collects_same_job(tmp_path):
         assert "attached" in rerun.stdout
         with av.open(str(out)) as c:
             assert c.streams.video[0].codec_context.name == "h264" and len(c.streams.audio) == 1
-        assert stats(url)["submissions"] == {"dashscope": 1}
+        assert http("GET", url + "/_sim/stats")[1]["submissions"] == {"dashscope": 1}
         assert not list(tmp_path.glob("*.part")), "a partial download was left behind"
     finally:
         sim_proc.terminate()
@@ -116,12 +104,12 @@ def test_sigkill_while_polling_then_rerun_collects_same_job(tmp_path):
 async def test_running_timeout_keeps_the_job_collectable(runner, sim, tmp_path):
     from happyhorse.engine.errors import JobTimeout
 
-    post(sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "job", "kind": "slow", "seconds": 3})
+    http("POST", sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "job", "kind": "slow", "seconds": 3})
     with pytest.raises(JobTimeout) as err:
         await runner.run(REQ, RunOptions(out_dir=str(tmp_path), timeout_s=0.5))
     assert "not cancelled" in str(err.value) and "jobs collect" in str(err.value)
-    assert not stats(sim.url)["jobs"][err.value.task_id]["canceled"]
+    assert not stats(sim)["jobs"][err.value.task_id]["canceled"]
     # Queueing does not count against the running timeout, and the same request later attaches to the job.
     again = await runner.run(REQ, RunOptions(out_dir=str(tmp_path)))
     assert again.origin == "attached" and again.task_id == err.value.task_id
-    assert stats(sim.url)["submissions"] == {"dashscope": 1}
+    assert stats(sim)["submissions"] == {"dashscope": 1}

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from ..core import JobSpec, SimCore, SimMediaError
-from .common import (RATIOS_10, HostError, bearer_key, check_image, check_video, int_param, key_problem,
-                     read_json, video_url)
+from .common import (RATIOS_10, HostError, accept_submit, bearer_key, check_image, check_video, int_param, key_problem,
+                     video_url)
 
 PREFIX = "/aimlapi"
 PATH = "/v2/video/generations"
@@ -65,14 +65,10 @@ def routes(sim: SimCore) -> web.RouteTableDef:
 
     @r.post(PREFIX + PATH)
     async def submit(request: web.Request) -> web.Response:
-        body = await read_json(request)
-        sim.record_request(name, "POST", request.path, dict(request.headers), body)
-        if (resp := auth(request)) is not None:
-            return resp
-        try:
-            spec = await _parse_submit(sim, body)
-        except HostError as e:
-            return _error(e.status, e.message, PATH)
+        spec, refusal = await accept_submit(sim, name, request, auth=auth, parse=_parse_submit,
+                                            on_error=lambda e: _error(e.status, e.message, PATH))
+        if refusal is not None:
+            return refusal
         job = sim.create_job(spec)
         return web.json_response({"id": job.id, "status": "queued"})
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core import JobSpec, SimCore, SimMediaError
-from .common import RATIOS_10, HostError, check_image, int_param, key_problem, read_json, video_url
+from .common import RATIOS_10, HostError, accept_submit, check_image, int_param, key_problem, video_url
 
 PREFIX = "/apiframe"
 MODELS = {"happyhorse-1.1": ("1.1", "happyhorse11Params"), "happyhorse-1.0": ("1.0", "happyhorse10Params")}
@@ -54,16 +54,17 @@ def routes(sim: SimCore) -> web.RouteTableDef:
         problem = key_problem(request.headers.get("X-API-Key", "").strip() or None)
         return problem if problem in ("missing", "invalid") else None
 
-    @r.post(PREFIX + "/v2/videos/generate")
-    async def submit(request: web.Request) -> web.Response:
-        body = await read_json(request)
-        sim.record_request(name, "POST", request.path, dict(request.headers), body)
+    def refuse_key(request: web.Request) -> web.Response | None:
         if auth(request):
             return _error(401, "Invalid or missing API key. Send it in the X-API-Key header.")
-        try:
-            spec = await _parse_submit(sim, body)
-        except HostError as e:
-            return _error(e.status, e.message)
+        return None
+
+    @r.post(PREFIX + "/v2/videos/generate")
+    async def submit(request: web.Request) -> web.Response:
+        spec, refusal = await accept_submit(sim, name, request, auth=refuse_key, parse=_parse_submit,
+                                            on_error=lambda e: _error(e.status, e.message))
+        if refusal is not None:
+            return refusal
         cost = _credits(spec.version, spec.resolution, spec.duration_s)
         if key_problem(request.headers["X-API-Key"]) == "credits":
             return _error(402, "Insufficient credits", balance=0, required=cost)

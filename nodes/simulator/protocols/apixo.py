@@ -19,7 +19,7 @@ import uuid
 from aiohttp import web
 
 from ..core import JobSpec, SimCore, SimMediaError
-from .common import (RATIOS_10, HostError, bearer_key, check_image, check_video, int_param, key_problem, read_json,
+from .common import (RATIOS_10, HostError, accept_submit, bearer_key, check_image, check_video, int_param, key_problem,
                      video_url)
 
 PREFIX = "/apixo"
@@ -66,14 +66,10 @@ def routes(sim: SimCore) -> web.RouteTableDef:
 
     @r.post(PREFIX + "/generateTask/happyHorse")
     async def submit(request: web.Request) -> web.Response:
-        body = await read_json(request)
-        sim.record_request(name, "POST", request.path, dict(request.headers), body)
-        if (resp := auth(request)) is not None:
-            return resp
-        try:
-            spec = await _parse_submit(sim, body)
-        except HostError as e:
-            return _bad_request(e.message)
+        spec, refusal = await accept_submit(sim, name, request, auth=auth, parse=_parse_submit,
+                                            on_error=lambda e: _bad_request(e.message))
+        if refusal is not None:
+            return refusal
         job = sim.create_job(spec)
         return _envelope(200, "success", {"taskId": f"task_{job.id.replace('-', '')}"})
 

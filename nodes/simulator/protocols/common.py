@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from ..core import SimCore
+from ..core import JobSpec, SimCore
 
 RATIOS_10 = ("16:9", "9:16", "1:1", "4:3", "3:4")
 RATIOS_11 = RATIOS_10 + ("21:9", "9:21", "5:4", "4:5")
@@ -32,6 +33,29 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw.decode("utf-8", "replace")
+
+
+async def accept_submit(
+    sim: SimCore, name: str, request: web.Request, *,
+    auth: Callable[[web.Request], web.Response | None],
+    parse: Callable[[SimCore, Any], Awaitable[JobSpec]],
+    on_error: Callable[[Any], web.Response],
+    catch: type[Exception] = HostError,
+    check: Callable[[web.Request, Any], web.Response | None] | None = None,
+) -> tuple[JobSpec | None, web.Response | None]:
+    """The submit preamble every simulated host shares: read and log the body, check the key, run the host's own
+    checks, parse the body into a JobSpec. Returns (spec, None), or (None, the refusal in the host's own shape):
+    `auth` and `check` answer a refusal or None, `on_error` turns a caught `catch` from `parse` into one."""
+    body = await read_json(request)
+    sim.record_request(name, "POST", request.path, dict(request.headers), body)
+    if (refusal := auth(request)) is not None:
+        return None, refusal
+    if check is not None and (refusal := check(request, body)) is not None:
+        return None, refusal
+    try:
+        return await parse(sim, body), None
+    except catch as e:
+        return None, on_error(e)
 
 
 def bearer_key(request: web.Request) -> str | None:

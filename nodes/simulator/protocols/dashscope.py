@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from ..core import JobSpec, SimCore, SimMediaError
-from .common import (RATIOS_10, RATIOS_11, HostError, bearer_key, check_image, check_video, int_param,
-                     key_problem, read_json, video_url)
+from .common import (RATIOS_10, RATIOS_11, HostError, accept_submit, bearer_key, check_image, check_video, int_param,
+                     key_problem, video_url)
 
 PREFIX = "/dashscope"
 MODELS = {f"happyhorse-{v}-{m}": (v, mode) for v, modes in (("1.0", ("t2v", "i2v", "r2v", "video-edit")),
@@ -84,20 +84,20 @@ def routes(sim: SimCore) -> web.RouteTableDef:
             return _error(400, "Arrearage", "Access denied, please make sure your account is in good standing.")
         return None
 
-    @r.post(PREFIX + "/api/v1/services/aigc/video-generation/video-synthesis")
-    async def submit(request: web.Request) -> web.Response:
-        body = await read_json(request)
-        sim.record_request(name, "POST", request.path, dict(request.headers), body)
-        if (resp := auth(request)) is not None:
-            return resp
+    def submit_check(request: web.Request, body) -> web.Response | None:
         if request.headers.get("X-DashScope-Async", "").lower() != "enable":
             return _error(403, "AccessDenied", "current user api does not support synchronous calls")
         if (foreign := _foreign_upload(body, issued)) is not None:
             return _error(400, "InvalidParameter", foreign)
-        try:
-            spec = await _parse_submit(sim, body, request)
-        except HostError as e:
-            return _error(e.status, e.code, e.message)
+        return None
+
+    @r.post(PREFIX + "/api/v1/services/aigc/video-generation/video-synthesis")
+    async def submit(request: web.Request) -> web.Response:
+        spec, refusal = await accept_submit(sim, name, request, auth=auth, check=submit_check,
+                                            parse=lambda sim, body: _parse_submit(sim, body, request),
+                                            on_error=lambda e: _error(e.status, e.code, e.message))
+        if refusal is not None:
+            return refusal
         job = sim.create_job(spec)
         return web.json_response({"output": {"task_status": "PENDING", "task_id": job.id},
                                   "request_id": str(uuid.uuid4())})

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from ..core import JobSpec, SimCore, SimMediaError
-from .common import RATIOS_10, HostError, bearer_key, check_image, int_param, key_problem, read_json, video_url
+from .common import RATIOS_10, HostError, accept_submit, bearer_key, check_image, int_param, key_problem, video_url
 
 PREFIX = "/getimg"
 MODEL = "happyhorse-1"
@@ -79,14 +79,10 @@ def routes(sim: SimCore) -> web.RouteTableDef:
 
     @r.post(PREFIX + "/v2/videos/generations")
     async def submit(request: web.Request) -> web.Response:
-        body = await read_json(request)
-        sim.record_request(name, "POST", request.path, dict(request.headers), body)
-        if (resp := auth(request)) is not None:
-            return resp
-        try:
-            spec = await _parse_submit(sim, body)
-        except ParamError as e:
-            return _error(e.status, e.code, e.message, param=e.param)
+        spec, refusal = await accept_submit(sim, name, request, auth=auth, parse=_parse_submit, catch=ParamError,
+                                            on_error=lambda e: _error(e.status, e.code, e.message, param=e.param))
+        if refusal is not None:
+            return refusal
         job = sim.create_job(spec)
         return web.json_response({"id": f"req-{job.id}", "status": "pending"}, status=202, headers=_rate_headers())
 

@@ -23,8 +23,8 @@ import uuid
 from aiohttp import web
 
 from ..core import JobSpec, SimCore, SimMediaError
-from .common import (RATIOS_10, RATIOS_11, HostError, bearer_key, check_image, check_video, int_param, key_problem,
-                     read_json, video_url)
+from .common import (RATIOS_10, RATIOS_11, HostError, accept_submit, bearer_key, check_image, check_video, int_param,
+                     key_problem, video_url)
 
 PREFIX = "/reapi"
 SUBMIT_PATH = "/api/v1/videos/generations"
@@ -83,14 +83,11 @@ def routes(sim: SimCore) -> web.RouteTableDef:
 
     @r.post(PREFIX + SUBMIT_PATH)
     async def submit(request: web.Request) -> web.Response:
-        body = await read_json(request)
-        sim.record_request(name, "POST", request.path, dict(request.headers), body)
-        if (resp := auth(request)) is not None:
-            return resp
-        try:
-            spec = await _parse_submit(sim, body)
-        except HostError as e:
-            return _error(e.status, CODES.get(e.status, SERVER_ERROR_CODE), e.message)
+        spec, refusal = await accept_submit(
+            sim, name, request, auth=auth, parse=_parse_submit,
+            on_error=lambda e: _error(e.status, CODES.get(e.status, SERVER_ERROR_CODE), e.message))
+        if refusal is not None:
+            return refusal
         job = sim.create_job(spec)
         return web.json_response(_task(TASK_PREFIX + job.id, spec.model, "processing", job.created_wall))
 
