@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import aiohttp
 
 from .capabilities import ProviderCaps
-from .errors import (DownloadError, JobCancelled, JobFailed, JobTimeout, ProviderError,
+from .errors import (DownloadError, HappyHorseError, JobCancelled, JobFailed, JobTimeout, ProviderError,
                      SubmitUncertain)
 from .http import Transport, is_loopback, redact_url
 from .ledger import Ledger
@@ -37,6 +37,7 @@ log = logging.getLogger("happyhorse.runner")
 CANCEL_CHECK_S = 0.2
 TICK_S = 1.0
 RESULT_LIFETIME_S = 24 * 3600     # hosts keep task ids and result URLs about a day
+SUBMIT_GRACE_S = 120.0            # longer than any submit takes (transport timeout 60 s plus retries on refusal)
 # Ledger states of a paid job we can still follow to its video instead of paying again.
 ATTACHABLE = {"submitted", "queued", "running", "succeeded", "abandoned", "timed_out", "download_failed", "done"}
 
@@ -135,6 +136,15 @@ def provider_slot(name: str, limit: int) -> asyncio.Semaphore:
     return per_loop[name]
 
 
+_inflight: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, str], asyncio.Future]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _inflight_for_loop() -> dict[tuple[str, str, str], asyncio.Future]:
+    """Submissions under way in this event loop, by (provider, endpoint, request fingerprint) -> task id."""
+    return _inflight.setdefault(asyncio.get_running_loop(), {})
+
+
 def check_request(req: GenerationRequest, adapter, all_caps: Mapping[str, ProviderCaps] | None = None
                   ) -> tuple[GenerationRequest, Estimate]:
     """Validate and price without sending anything. Returns the request completed with probed facts."""
@@ -168,16 +178,44 @@ class JobRunner:
         watch.update("validating")
         req, est = self.check(req)
         watch.estimate = est
-        if self.ledger is not None and not opts.force_new:
-            prior = await self._prior_job(req, est, opts, watch)
-            if prior is not None:
-                return prior
+        inflight = _inflight_for_loop()
+        key = (self.adapter.name, self.endpoint.base_url, req.fingerprint())
+        if not opts.force_new:
+            if key in inflight:
+                # The same request is being submitted in this process right now (e.g. two identical nodes).
+                try:
+                    task_id = await watch.guard(asyncio.shield(inflight[key]))
+                except HappyHorseError:
+                    task_id = None          # it failed before submitting: go on and submit this one
+                if task_id is not None:
+                    return await self._attach(task_id, None, req, est, opts, watch)
+            if self.ledger is not None:
+                prior = await self._prior_job(req, est, opts, watch)
+                if prior is not None:
+                    return prior
+        claim = asyncio.get_running_loop().create_future()
+        inflight.setdefault(key, claim)
+        try:
+            return await self._submit_and_follow(req, est, opts, watch, claim)
+        finally:
+            if inflight.get(key) is claim:
+                del inflight[key]
+            if not claim.done():
+                # Waiters then submit for themselves. Fetching the exception here marks it retrieved, so asyncio
+                # does not warn when nobody was waiting.
+                claim.set_exception(JobCancelled("the identical request stopped before submitting"))
+                claim.exception()
+
+    async def _submit_and_follow(self, req: GenerationRequest, est: Estimate, opts: RunOptions, watch: "_Watch",
+                                 claim: asyncio.Future) -> JobResult:
         watch.update("uploading")
         media = await watch.guard(prepare_media(req, self.endpoint, self._transport(), opts.upload))
         watch.raise_if_cancelled(None)
-        ledger_id = self.ledger.create(req, self.adapter.name, self.endpoint.base_url) if self.ledger else None
 
         async with provider_slot(self.adapter.name, self.adapter.caps.max_concurrent_jobs):
+            # Recorded only once a slot is ours, right before the POST: a 'submitting' record is then never
+            # older than one submit, so an old one can only mean the process died mid-submit.
+            ledger_id = self.ledger.create(req, self.adapter.name, self.endpoint.base_url) if self.ledger else None
             async with self._transport() as transport:
                 watch.update("submitting")
                 call = self.adapter.submit_call(req, media)
@@ -193,6 +231,7 @@ class JobRunner:
                     raise
                 self._record(ledger_id, "submitted", task_id=task_id)
                 log.info("%s accepted the job: task %s (ledger %s)", self.adapter.name, task_id, ledger_id)
+                claim.set_result(task_id)
                 watch.task_id = task_id
                 return await self._follow(transport, task_id, req, est, opts, watch, ledger_id)
 
@@ -220,10 +259,29 @@ class JobRunner:
             return await self._follow(transport, task_id, req, est, opts, watch, ledger_id, cancel_job=False)
 
     # --- internals --------------------------------------------------------------------------------
+    async def _attach(self, task_id: str, ledger_id: str | None, req: GenerationRequest, est: Estimate,
+                      opts: RunOptions, watch: "_Watch") -> JobResult:
+        """Follow a job an identical request already paid for, instead of submitting again."""
+        if ledger_id is None and self.ledger is not None:
+            rec = self.ledger.find_task(task_id, self.adapter.name)
+            ledger_id = rec.id if rec else None
+        watch.task_id = task_id
+        # Kept on every later progress line: the phase itself passes too fast to be seen.
+        watch.note = "re-attached to an identical job already paid for; nothing submitted again"
+        watch.update("attaching")
+        async with self._transport() as transport:
+            result = await self._follow(transport, task_id, req, est, opts, watch, ledger_id)
+        result.origin = "attached"
+        return result
+
     async def _prior_job(self, req: GenerationRequest, est: Estimate, opts: RunOptions,
                          watch: "_Watch") -> JobResult | None:
         """Never pay twice for the same request: reuse a finished video, attach to a job still in flight."""
         prior = self.ledger.find_fingerprint(req.fingerprint(), self.adapter.name, self.endpoint.base_url)
+        # An identical submit in flight right now (another node, another process): wait for its task id.
+        while prior is not None and prior.status == "submitting" and time.time() - prior.created_at < SUBMIT_GRACE_S:
+            await watch.sleep(0.5)
+            prior = self.ledger.get(prior.id)
         if prior is None or time.time() - prior.created_at > RESULT_LIFETIME_S:
             return None
         if prior.status == "done" and prior.local_path and os.path.isfile(prior.local_path):
@@ -242,18 +300,13 @@ class JobRunner:
                              ledger_id=prior.id, width=info.width, height=info.height, duration_s=info.duration_s,
                              fps=info.fps, has_audio=info.has_audio, origin="reused")
         if prior.task_id and prior.status in ATTACHABLE:
-            watch.task_id = prior.task_id
-            # Kept on every later progress line: the phase itself passes too fast to be seen.
-            watch.note = "re-attached to an identical job already paid for; nothing submitted again"
-            watch.update("attaching")
-            async with self._transport() as transport:
-                result = await self._follow(transport, prior.task_id, req, est, opts, watch, prior.id)
-            result.origin = "attached"
-            return result
-        if prior.status == "uncertain":
+            return await self._attach(prior.task_id, prior.id, req, est, opts, watch)
+        if prior.status in ("uncertain", "submitting"):
+            # 'submitting' this old means the process died during the POST: the host may have the job.
             raise SubmitUncertain(
                 f"An identical request was sent at {time.strftime('%H:%M', time.localtime(prior.created_at))} but "
-                f"its submit broke off, so it may be running and billed at {self.adapter.caps.display_name}. "
+                f"its submit never got an answer (it broke off, or the program stopped), so it may be running "
+                f"and billed at {self.adapter.caps.display_name}. "
                 f"Check the provider's dashboard; to submit anyway, force a new generation "
                 f"(--new in the CLI, force_new on the node).")
         return None

@@ -45,9 +45,10 @@ def collect_violations(req: GenerationRequest, caps: ProviderCaps,
         hint = (f"; providers that offer it: {', '.join(where)}" if where
                 else "; no provider offers it" + (" (HappyHorse 1.1 has no video edit: use version 1.0)"
                                                   if req.mode == "edit" and req.version == "1.1" else ""))
-        offered = ", ".join(vcaps.modes) if vcaps else "nothing"
+        offered = (f"it offers: {', '.join(vcaps.modes)}" if vcaps
+                   else f"it serves HappyHorse {' and '.join(sorted(caps.versions))} only")
         v.append(Violation("mode", f"{caps.display_name} does not offer {MODE_TITLES[req.mode]} on HappyHorse "
-                                   f"{req.version} (it offers: {offered}){hint}"))
+                                   f"{req.version} ({offered}){hint}"))
         return v
 
     _check_prompt(req, caps, v)

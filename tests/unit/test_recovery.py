@@ -113,3 +113,25 @@ async def test_running_timeout_keeps_the_job_collectable(runner, sim, tmp_path):
     again = await runner.run(REQ, RunOptions(out_dir=str(tmp_path)))
     assert again.origin == "attached" and again.task_id == err.value.task_id
     assert stats(sim)["submissions"] == {"dashscope": 1}
+
+
+async def test_two_identical_requests_at_once_pay_once(runner, sim, tmp_path):
+    import asyncio
+
+    first, second = await asyncio.gather(runner.run(REQ.with_(seed=21), RunOptions(out_dir=str(tmp_path / "a"))),
+                                         runner.run(REQ.with_(seed=21), RunOptions(out_dir=str(tmp_path / "b"))))
+    assert {first.origin, second.origin} == {"new", "attached"} and first.task_id == second.task_id
+    assert stats(sim)["submissions"] == {"dashscope": 1}
+
+
+async def test_process_died_mid_submit_is_not_silently_repaid(runner, sim, tmp_path):
+    import time as _time
+
+    # A 'submitting' record left behind by a process killed during the POST, older than any live submit.
+    ledger_id = runner.ledger.create(REQ.with_(seed=22), "dashscope", runner.endpoint.base_url)
+    with runner.ledger._connect() as db:
+        db.execute("UPDATE jobs SET created_at=? WHERE id=?", (_time.time() - 600, ledger_id))
+    with pytest.raises(SubmitUncertain) as err:
+        await runner.run(REQ.with_(seed=22), RunOptions(out_dir=str(tmp_path)))
+    assert "never got an answer" in str(err.value)
+    assert stats(sim)["submissions"] == {}
