@@ -20,7 +20,6 @@ import tracemalloc
 
 import av
 import numpy as np
-
 from happyhorse.engine.media import decode_frames_into, plan_frames, probe_video
 from happyhorse.simulator.video import ClipSpec, output_size, render_clip
 

@@ -14,16 +14,22 @@ import os
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 
-from happyhorse.engine.errors import HappyHorseError, JobFailed, JobTimeout, SubmitUncertain
+from happyhorse.engine.errors import (
+    HappyHorseError,
+    JobFailed,
+    JobTimeout,
+    SubmitUncertain,
+)
 from happyhorse.engine.ledger import Ledger
 from happyhorse.engine.request import GenerationRequest
 from happyhorse.engine.runner import JobRunner, RunOptions
 from happyhorse.providers.registry import ADAPTERS, all_caps, resolve_endpoint
 from happyhorse.simulator.core import SimTiming
 from happyhorse.simulator.server import PREFIXES, SimulatorServer
+
+from benchmarks.simctl import inject_fault, sim_stats
 
 
 @dataclass(frozen=True)
@@ -69,17 +75,6 @@ class Outcome:
     message: str = ""
 
 
-def _post(url: str, body: dict) -> None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
-
-
-def _stats(url: str) -> dict:
-    with urllib.request.urlopen(url + "/_sim/stats") as r:
-        return json.loads(r.read())
-
-
 def matrix_providers() -> list[str]:
     """Every real host that has a simulated protocol (the 'simulator' provider is DashScope's protocol again)."""
     return [name for name in ADAPTERS if name in PREFIXES]
@@ -94,9 +89,9 @@ async def run_case(sim: SimulatorServer, provider: str, fault: Fault, seed: int,
     version = "1.1" if adapter.caps.supports("1.1", "t2v") else "1.0"
     req = GenerationRequest(mode="t2v", version=version, prompt="fault matrix", duration_s=3,
                             seed=seed if adapter.caps.supports_seed else None, resolution="720p")
-    before = _stats(sim.url)["submissions"].get(provider, 0)
+    before = sim_stats(sim.url)["submissions"].get(provider, 0)
     case_started = time.time()
-    _post(sim.url + "/_sim/faults", {"provider": provider, "stage": fault.stage, **fault.spec})
+    inject_fault(sim.url, {"provider": provider, "stage": fault.stage, **fault.spec})
     result, message = "WRONG", ""
     try:
         # Hosts without a queued state (reAPI) report a stuck job as processing: the running timeout catches it.
@@ -112,7 +107,7 @@ async def run_case(sim: SimulatorServer, provider: str, fault: Fault, seed: int,
                  and (isinstance(exc, (SubmitUncertain, JobFailed, JobTimeout)) or "HTTP" in message
                       or adapter.caps.display_name in message or "submit" in message.lower()))
         result = "reported" if clear else "WRONG"
-    stats = _stats(sim.url)
+    stats = sim_stats(sim.url)
     after = stats["submissions"].get(provider, 0)
     if fault.stage == "download" and result == "recovered":
         # Recovery must come from detecting the bad download and fetching again, not from missing it.

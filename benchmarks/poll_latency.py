@@ -18,7 +18,6 @@ import os
 import random
 import statistics
 import tempfile
-import urllib.request
 
 from happyhorse.engine.request import GenerationRequest
 from happyhorse.engine.runner import JobRunner, RunOptions
@@ -26,18 +25,9 @@ from happyhorse.providers.registry import all_caps, get_adapter, resolve_endpoin
 from happyhorse.simulator.core import SimTiming
 from happyhorse.simulator.server import SimulatorServer
 
+from benchmarks.simctl import inject_fault, sim_stats
+
 SCALE = 0.1
-
-
-def _post(url: str, body: dict) -> None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req).read()
-
-
-def _stats(url: str) -> dict:
-    with urllib.request.urlopen(url + "/_sim/stats") as r:
-        return json.loads(r.read())
 
 
 async def main_async(n_jobs: int) -> dict:
@@ -65,10 +55,10 @@ async def main_async(n_jobs: int) -> dict:
         for index, total in enumerate(durations):
             extra = max(0.0, total - 2.0)
             for _ in policies:      # the three runs of this index get the same job length
-                _post(sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "job", "kind": "slow",
+                inject_fault(sim.url, {"provider": "dashscope", "stage": "job", "kind": "slow",
                                                  "seconds": extra})
             await asyncio.gather(*(one(p, index, extra) for p in policies))
-        jobs = _stats(sim.url)["jobs"]
+        jobs = sim_stats(sim.url)["jobs"]
     report: dict = {"jobs_per_policy": n_jobs, "time_scale": SCALE, "expected_s_scaled": round(expected, 1)}
     for policy in policies:
         mine = [j for tid, j in jobs.items() if task_policy.get(tid) == policy]

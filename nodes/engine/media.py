@@ -171,6 +171,16 @@ def probe_video(path: PathLike) -> VideoInfo:
         return _describe(container, size_bytes)
 
 
+def probe_video_bytes(data: bytes) -> VideoInfo:
+    """probe_video for a video held in memory (an input about to be sent), without writing it to disk."""
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except av.FFmpegError as exc:
+        raise MediaError(f"could not open the video (not a video, or cut before its index): {exc}") from exc
+    with container:
+        return _describe(container, len(data))
+
+
 def verify_video(path: PathLike) -> VideoInfo:
     """Prove a downloaded video is usable before it counts: decode every packet, strictly, to the end.
 

@@ -454,17 +454,12 @@ def _with_source_duration(req: GenerationRequest) -> GenerationRequest:
     if req.mode != "edit" or req.source_video is None or req.source_video.data is None \
             or req.source_video_duration_s is not None:
         return req
-    from .media import MediaError, probe_video
+    from .media import MediaError, probe_video_bytes
 
-    fd, path = tempfile.mkstemp(suffix=".mp4")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(req.source_video.data)
-        return req.with_(source_video_duration_s=probe_video(path).duration_s)
+        return req.with_(source_video_duration_s=probe_video_bytes(req.source_video.data).duration_s)
     except MediaError:
         return req              # validation reports the unreadable video
-    finally:
-        os.unlink(path)
 
 
 class _Watch:

@@ -1,8 +1,6 @@
 """Check a request against a provider's declared capabilities before any money moves."""
 from __future__ import annotations
 
-import os
-import tempfile
 import unicodedata
 from typing import Iterable, Mapping
 
@@ -189,23 +187,18 @@ def _check_media_content(req: GenerationRequest, caps: ProviderCaps, v: list[Vio
 
 
 def _check_video(m: MediaInput, caps: ProviderCaps, v: list[Violation]) -> None:
-    from .media import MediaError, probe_video
+    from .media import MediaError, probe_video_bytes
 
     lim = caps.video_limits
     if len(m.data or b"") > lim.max_bytes:
         v.append(Violation("source_video", f"is {len(m.data) / 1e6:.0f} MB; the limit is "
                                            f"{lim.max_bytes / 1e6:.0f} MB: trim or re-encode it"))
         return
-    fd, path = tempfile.mkstemp(suffix=".mp4")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(m.data or b"")
-        info = probe_video(path)
+        info = probe_video_bytes(m.data or b"")
     except MediaError as exc:
         v.append(Violation("source_video", f"cannot be read as a video ({exc}); use an MP4 or MOV file"))
         return
-    finally:
-        os.unlink(path)
     if info.container.split(",")[0] not in ("mov", "mp4") and not any(f in info.container for f in lim.formats):
         v.append(Violation("source_video", f"container {info.container} is not accepted; use MP4 or MOV"))
     if not (lim.min_duration_s <= info.duration_s <= lim.max_duration_s):

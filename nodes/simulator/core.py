@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from ..engine.media import probe_video_bytes
 from .video import ClipSpec, output_size, render_clip, size_for_image
 
 
@@ -144,14 +145,10 @@ class SimCore:
                 job.width, job.height = size_for_image(s.resolution, im.width, im.height)
             job.out_seconds = float(s.duration_s)
         elif s.mode == "edit" and s.source_video:
-            import av
-            import io
-            with av.open(io.BytesIO(s.source_video)) as c:
-                st = c.streams.video[0]
-                dur = float(st.duration * st.time_base) if st.duration else float(c.duration or 0) / 1e6
-                job.width, job.height = size_for_image(s.resolution, st.codec_context.width, st.codec_context.height)
-            job.in_seconds = min(dur, 15.0)
-            job.out_seconds = min(dur, 15.0)
+            info = probe_video_bytes(s.source_video)      # the protocol module already checked it reads
+            job.width, job.height = size_for_image(s.resolution, info.width, info.height)
+            job.in_seconds = min(info.duration_s, 15.0)
+            job.out_seconds = min(info.duration_s, 15.0)
         else:
             job.width, job.height = output_size(s.resolution, s.aspect_ratio or "16:9")
             job.out_seconds = float(s.duration_s)

@@ -95,15 +95,13 @@ def check_image(data: bytes, field: str, min_side: int, max_bytes: int = 20 << 2
 
 
 def check_video(data: bytes, field: str) -> float:
-    import av
+    from ...engine.media import MediaError, probe_video_bytes
 
     try:
-        with av.open(io.BytesIO(data)) as c:
-            st = c.streams.video[0]
-            dur = float(st.duration * st.time_base) if st.duration else float(c.duration or 0) / 1e6
-            w, h = st.codec_context.width, st.codec_context.height
-    except (av.FFmpegError, IndexError):
+        info = probe_video_bytes(data)
+    except MediaError:
         raise HostError(400, "InvalidParameter", f"{field}: not a readable video") from None
+    dur, w, h = info.duration_s, info.width, info.height
     if not 3 <= dur <= 60.5:
         raise HostError(400, "InvalidParameter", f"{field}: video duration {dur:.1f}s out of range 3-60s")
     if min(w, h) < 320 or max(w, h) > 2160:
