@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+
+try:
+    import tomllib  # novermin (3.11+; the fallback below covers 3.10)
+except ModuleNotFoundError:      # Python 3.10: the same parser as the `tomli` package, a dependency there
+    import tomli as tomllib
 
 CONFIG_ENV = "HAPPYHORSE_CONFIG"
 

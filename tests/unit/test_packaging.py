@@ -1,4 +1,6 @@
 """The install metadata matches the tree: every package is shipped, and the two dependency lists agree."""
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -23,5 +25,26 @@ def test_requirements_match_pyproject_dependencies():
 def test_comfy_registry_metadata_present():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     comfy = meta["tool"]["comfy"]
-    assert comfy["PublisherId"] and comfy["DisplayName"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["requires-comfyui"].startswith(">=")
     assert (ROOT / "LICENSE").is_file() and (ROOT / "__init__.py").is_file()
+
+
+def test_nothing_needs_more_than_python_310():
+    """requires-python says 3.10: no 3.11-only syntax or standard-library use anywhere in the pack."""
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.10"
+    r = subprocess.run([sys.executable, "-c", "import sys, vermin; sys.exit(vermin.main())", "--target=3.10-",
+                        "--violations", "--no-tips", "__init__.py", "nodes"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_config_file_is_read_without_tomllib(tmp_path):
+    """Python 3.10 has no tomllib: the config file is parsed by tomli (a dependency on 3.10) instead."""
+    (tmp_path / "config.toml").write_text('[keys]\ndashscope = "sk-from-file"\n')
+    code = ("import sys; sys.modules['tomllib'] = None\n"         # makes `import tomllib` fail, as on 3.10
+            "from happyhorse.engine import config\n"
+            "s = config.Settings.load()\n"
+            "print(config.tomllib.__name__, s.api_key('dashscope', 'NO_SUCH_VAR').reveal())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"HAPPYHORSE_CONFIG": str(tmp_path / "config.toml"), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["tomli", "sk-from-file"]
