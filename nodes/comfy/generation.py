@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import io as stdio
 import logging
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from .host import NodeProgress, ledger_path, output_dir, run_interruptibly
 from .params import Built, build_request, slot_order
 from .schema import build_schema
 from .tensors import FrameLimits, audio_from_video, batch_to_media, decode_video_frames, frames_to_mp4, image_to_media
+from .wiring import Wanted, dynprompt_nodes, wanted_outputs
 
 log = logging.getLogger("happyhorse")
 
@@ -41,39 +43,81 @@ class RunSettings:
                                       max_mb=int(values.get("frames_max_mb", specs.FRAMES_MAX_MB_DEFAULT))))
 
 
-async def generate(cls: type[io.ComfyNode], built: Built, settings: RunSettings) -> io.NodeOutput:
+class ResultNode(io.ComfyNode):
+    """A node with the six result outputs. Frames and audio are decoded only when the prompt links them."""
+
+    @classmethod
+    def wanted(cls) -> Wanted:
+        return wanted_outputs(dynprompt_nodes(cls.hidden.dynprompt), cls.hidden.unique_id)
+
+    @classmethod
+    def fingerprint_inputs(cls, **_inputs: Any) -> str:
+        # ComfyUI reuses a cached result while this value and the inputs stay the same; the cached result has
+        # frames / audio only if they were linked when the node ran, so linking them later must re-run the node.
+        # A re-run costs nothing at the host: the ledger (or, with force_new, _last_video) gives the same video.
+        return wanted_outputs(dynprompt_nodes(_prompt_being_prepared()), cls.hidden.unique_id).key
+
+
+def _prompt_being_prepared() -> Any:
+    """The DynamicPrompt ComfyUI is about to run. fingerprint_inputs is not given it (ComfyUI passes no prompt
+    while computing cache keys), but execution.py resets the progress registry with it just before."""
+    from comfy_execution.progress import get_progress_state
+    from comfy_execution.utils import get_executing_context
+
+    registry, context = get_progress_state(), get_executing_context()
+    if context is None or registry.prompt_id != context.prompt_id:
+        return None                                          # cannot tell: decode everything
+    return registry.dynprompt
+
+
+# With force_new, each run of a node pays for a new job. A run caused only by a change in which outputs are
+# linked (see ResultNode.fingerprint_inputs) must not pay again: per node, the last request and its video.
+_last_video: dict[str, tuple[str, JobResult]] = {}
+
+
+async def generate(cls: type[ResultNode], built: Built, settings: RunSettings) -> io.NodeOutput:
     adapter = get_adapter(built.provider)
     # Bad input is refused here, before a key is looked up or anything is sent.
     req, _ = await asyncio.to_thread(check_request, built.request, adapter, all_caps())
     endpoint = await asyncio.to_thread(resolve_endpoint, built.provider)   # a missing key names its variable
     progress = NodeProgress(cls.hidden.unique_id, adapter.caps.display_name, built.notes)
-    runner = JobRunner(endpoint, ledger=Ledger(ledger_path()), all_caps=all_caps())
-    opts = RunOptions(out_dir=output_dir(), timeout_s=float(settings.timeout_s), upload=built.upload,
-                      force_new=settings.force_new)
-    result = await run_interruptibly(
-        lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled))
-    return await result_outputs(result, settings.limits, progress)
+    node_key, fingerprint = str(cls.hidden.unique_id), await asyncio.to_thread(req.fingerprint)
+    last = _last_video.get(node_key)
+    if settings.force_new and last is not None and last[0] == fingerprint and os.path.isfile(last[1].path):
+        result = replace(last[1], origin="reused", billed_seconds=0.0, cost_usd=0.0)
+    else:
+        runner = JobRunner(endpoint, ledger=await asyncio.to_thread(Ledger, ledger_path()), all_caps=all_caps())
+        opts = RunOptions(out_dir=output_dir(), timeout_s=float(settings.timeout_s), upload=built.upload,
+                          force_new=settings.force_new)
+        result = await run_interruptibly(
+            lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled))
+        _last_video[node_key] = (fingerprint, result)
+    return await result_outputs(result, settings.limits, progress, cls.wanted())
 
 
 _ORIGIN = {"reused": " (an identical earlier job: nothing submitted or billed again)",
            "attached": " (the identical job that was already running)"}
 
 
-async def result_outputs(result: JobResult, limits: FrameLimits, progress: NodeProgress) -> io.NodeOutput:
+async def result_outputs(result: JobResult, limits: FrameLimits, progress: NodeProgress,
+                         wanted: Wanted) -> io.NodeOutput:
+    """The six outputs. Frames and audio only when linked: unlinked, they are None and cost no decoding."""
     # Decoding takes seconds for long clips: off the event loop, so side-by-side nodes keep ticking.
-    frames = await asyncio.to_thread(decode_video_frames, result.path, limits)
-    audio = await asyncio.to_thread(audio_from_video, result.path, result.duration_s)
+    frames = await asyncio.to_thread(decode_video_frames, result.path, limits) if wanted.frames else None
+    audio = await asyncio.to_thread(audio_from_video, result.path, result.duration_s) if wanted.audio else None
     cost = result.cost_usd if result.cost_usd is not None else -1.0
     price = "free" if cost == 0 else (f"{cost:.2f} USD" if cost > 0 else "cost not reported")
     lines = [f"Done: {result.width}x{result.height}, {result.duration_s:.1f} s, {price}",
              f"Task: {result.task_id}" + _ORIGIN.get(result.origin, ""), f"Saved: {result.path}",
-             f"Frames: {frames.frames.shape[0]} of {frames.source_frames}"]
-    if frames.note:
+             f"Frames: {frames.frames.shape[0]} of {frames.source_frames}" if frames is not None
+             else "Frames: not decoded (the frames output is not connected)"]
+    if frames is not None and frames.note:
         log.info("HappyHorse %s", frames.note)
         lines.append(frames.note)
+    log.debug("HappyHorse node %s decoded: %s", progress.node_id, wanted.key)
     progress.say("\n".join(lines))
-    return io.NodeOutput(InputImpl.VideoFromFile(result.path), frames.frames, audio, result.path, result.task_id,
-                         float(cost))
+    return io.NodeOutput(InputImpl.VideoFromFile(result.path), frames.frames if frames is not None else None,
+                         audio, result.path, result.task_id, float(cost))
 
 
 def single_image(image: torch.Tensor, name: str) -> MediaInput:
@@ -91,7 +135,7 @@ def video_bytes(video: Any) -> bytes:
     return buf.getvalue()
 
 
-class Text2Video(io.ComfyNode):
+class Text2Video(ResultNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return build_schema(specs.text2video())
@@ -103,7 +147,7 @@ class Text2Video(io.ComfyNode):
         return await generate(cls, built, RunSettings.read(settings))
 
 
-class Image2Video(io.ComfyNode):
+class Image2Video(ResultNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return build_schema(specs.image2video())
@@ -124,7 +168,7 @@ def reference_media(images: torch.Tensor | None, references: dict | None) -> tup
     return tuple(media)
 
 
-class Reference2Video(io.ComfyNode):
+class Reference2Video(ResultNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return build_schema(specs.reference2video())
@@ -148,7 +192,7 @@ def edit_source(video: Any, source_frames: torch.Tensor | None, source_fps: floa
     return MediaInput(kind="video", data=data, mime="video/mp4", name="source.mp4")
 
 
-class VideoEdit(io.ComfyNode):
+class VideoEdit(ResultNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return build_schema(specs.video_edit())
@@ -165,7 +209,7 @@ class VideoEdit(io.ComfyNode):
         return await generate(cls, built, RunSettings.read(settings))
 
 
-class CollectJob(io.ComfyNode):
+class CollectJob(ResultNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return build_schema(specs.collect_job())
@@ -176,11 +220,11 @@ class CollectJob(io.ComfyNode):
         if not task_id:
             raise HappyHorseError("Enter the task id to collect (a generation node's task_id output, "
                                   "`happyhorse jobs list`, or the provider's console).")
-        endpoint = resolve_endpoint(provider)
+        endpoint = await asyncio.to_thread(resolve_endpoint, provider)
         progress = NodeProgress(cls.hidden.unique_id, endpoint.adapter.caps.display_name)
-        runner = JobRunner(endpoint, ledger=Ledger(ledger_path()), all_caps=all_caps())
+        runner = JobRunner(endpoint, ledger=await asyncio.to_thread(Ledger, ledger_path()), all_caps=all_caps())
         run = RunSettings.read(settings)
         opts = RunOptions(out_dir=output_dir(), timeout_s=float(run.timeout_s))
         result = await run_interruptibly(
             lambda cancelled: runner.collect(task_id, opts=opts, on_progress=progress, is_cancelled=cancelled))
-        return await result_outputs(result, run.limits, progress)
+        return await result_outputs(result, run.limits, progress, cls.wanted())
