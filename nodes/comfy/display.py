@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from ..engine.pricing import Estimate
-from ..engine.runner import Progress
+from ..engine.progress import Phase, Progress
 
-_PHASE_WORDS = {"validating": "checking inputs", "uploading": "uploading media", "submitting": "submitting",
-                "queued": "queued at the provider", "running": "generating", "downloading": "downloading",
-                "verifying": "checking the video", "cancelling": "cancelling", "done": "done",
-                "reused": "reusing the video of an identical earlier job", "attaching": "following the identical "
-                "job already running"}
+_PHASE_WORDS = {Phase.STARTING: "starting", Phase.VALIDATING: "checking inputs", Phase.UPLOADING: "uploading media",
+                Phase.SUBMITTING: "submitting", Phase.QUEUED: "queued at the provider", Phase.RUNNING: "generating",
+                Phase.DOWNLOADING: "downloading", Phase.VERIFYING: "checking the video",
+                Phase.CANCELLING: "cancelling", Phase.DONE: "done",
+                Phase.REUSED: "reusing the video of an identical earlier job",
+                Phase.ATTACHING: "following the identical job already running"}
 
 
 def price_text(est: Estimate | None) -> str:
@@ -20,7 +21,7 @@ def price_text(est: Estimate | None) -> str:
 
 
 def progress_text(p: Progress, provider: str, notes: tuple[str, ...] = ()) -> str:
-    status = _PHASE_WORDS.get(p.phase, p.phase)
+    status = _PHASE_WORDS[p.phase]
     elapsed = f"{p.elapsed_s:.0f}s"
     remaining = p.remaining_s
     if remaining is not None:
@@ -28,7 +29,7 @@ def progress_text(p: Progress, provider: str, notes: tuple[str, ...] = ()) -> st
     lines = [f"Status: {status} ({provider})", f"Time elapsed: {elapsed}", f"Price: {price_text(p.estimate)}"]
     if p.task_id:
         lines.append(f"Task: {p.task_id}")
-    if p.detail and p.phase != "done":
+    if p.detail and p.phase != Phase.DONE:
         lines.append(p.detail)
     lines.extend(notes)
     return "\n".join(lines)
@@ -36,10 +37,10 @@ def progress_text(p: Progress, provider: str, notes: tuple[str, ...] = ()) -> st
 
 def progress_fraction(p: Progress) -> float:
     """Time-based while the provider works (hosts rarely report progress); fixed steps around it."""
-    if p.phase == "done":
+    if p.phase == Phase.DONE:
         return 1.0
-    if p.phase in ("downloading", "verifying"):
+    if p.phase in (Phase.DOWNLOADING, Phase.VERIFYING):
         return 0.95
-    if p.phase in ("queued", "running") and p.expected_s:
+    if p.phase.at_provider and p.expected_s:
         return 0.05 + 0.85 * min(1.0, p.elapsed_s / p.expected_s)
     return 0.02

@@ -47,10 +47,6 @@ class ProviderError(HappyHorseError):
         self.provider = provider
         super().__init__(message)
 
-    @property
-    def retryable(self) -> bool:
-        return self.kind in ("rate_limit", "server")
-
 
 class JobFailed(HappyHorseError):
     """The provider ran the job and reported failure (usually not billed)."""
@@ -78,4 +74,11 @@ class SubmitUncertain(HappyHorseError):
 
 
 class DownloadError(HappyHorseError):
-    """The result could not be downloaded or did not decode; nothing was handed on."""
+    """The result could not be downloaded or did not decode; nothing was handed on.
+
+    permanent: trying the same download again cannot help (e.g. the result is over the size cap).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        self.permanent = permanent
+        super().__init__(message)

@@ -237,12 +237,13 @@ class Transport:
                 declared = resp.content_length
                 if declared is not None and declared > max_bytes:
                     raise DownloadError(f"The result is {declared / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB "
-                                        f"cap; raise the cap if this is expected")
+                                        f"cap; raise the cap if this is expected", permanent=True)
                 total = 0
                 async for chunk in resp.content.iter_chunked(1 << 16):
                     total += len(chunk)
                     if total > max_bytes:
-                        raise DownloadError(f"The result exceeded the {max_bytes / 1e6:.0f} MB cap; nothing kept")
+                        raise DownloadError(f"The result exceeded the {max_bytes / 1e6:.0f} MB cap; nothing kept",
+                                            permanent=True)
                     dest_fh.write(chunk)
                     if on_bytes:
                         on_bytes(total)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .protocol import JobState, TextEnum
 from .request import GenerationRequest
 
 HOME_ENV = "HAPPYHORSE_HOME"
@@ -47,6 +48,35 @@ CREATE INDEX IF NOT EXISTS jobs_fp ON jobs(fingerprint);
 """
 
 
+class LedgerStatus(TextEnum):
+    """A recorded job's status: the provider's states (JobState) plus what happened on this side."""
+
+    SUBMITTING = "submitting"            # recorded right before the paid POST; no answer yet
+    SUBMITTED = "submitted"              # the provider returned a task id
+    QUEUED = JobState.QUEUED.value
+    RUNNING = JobState.RUNNING.value
+    SUCCEEDED = JobState.SUCCEEDED.value
+    FAILED = JobState.FAILED.value
+    CANCELED = JobState.CANCELED.value
+    UNKNOWN = JobState.UNKNOWN.value
+    REJECTED = "rejected"                # the provider refused the submit (nothing billed)
+    UNCERTAIN = "uncertain"              # the submit broke off after it was sent: it may be billed
+    ABANDONED = "abandoned"              # the user stopped waiting; the job may still run
+    TIMED_OUT = "timed_out"              # we stopped waiting; the job may still run
+    DOWNLOAD_FAILED = "download_failed"  # succeeded, but its video could not be fetched intact
+    DONE = "done"                        # the video is saved locally
+
+    @classmethod
+    def of(cls, state: JobState) -> "LedgerStatus":
+        return cls(JobState(state).value)
+
+
+# Statuses of a paid job we can still follow to its video instead of paying again.
+ATTACHABLE = frozenset({LedgerStatus.SUBMITTED, LedgerStatus.QUEUED, LedgerStatus.RUNNING, LedgerStatus.SUCCEEDED,
+                        LedgerStatus.ABANDONED, LedgerStatus.TIMED_OUT, LedgerStatus.DOWNLOAD_FAILED,
+                        LedgerStatus.DONE})
+
+
 def default_home() -> Path:
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV]).expanduser()
@@ -68,13 +98,16 @@ class JobRecord:
     inputs: list
     fingerprint: str
     task_id: str | None
-    status: str
+    status: LedgerStatus
     history: list
     video_url: str | None
     local_path: str | None
     billed_seconds: float | None
     cost_usd: float | None
     error: str | None
+
+    def __post_init__(self) -> None:
+        self.status = LedgerStatus(self.status)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -106,10 +139,10 @@ class Ledger:
                   "audio_setting": req.audio_setting}
         inputs = [{"role": role, "sha256": m.sha256, "url": m.url if m.url and not m.url.startswith("data:") else None,
                    "bytes": len(m.data) if m.data is not None else None} for role, m in req.media()]
-        history = [{"status": "submitting", "at": now}]
+        history = [{"status": LedgerStatus.SUBMITTING.value, "at": now}]
         self._write("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (job_id, now, now, provider, base_url, req.version, req.mode, req.prompt, json.dumps(params),
-                     json.dumps(inputs), req.fingerprint(), None, "submitting", json.dumps(history),
+                     json.dumps(inputs), req.fingerprint(), None, LedgerStatus.SUBMITTING.value, json.dumps(history),
                      None, None, None, None, None))
         return job_id
 
@@ -118,11 +151,11 @@ class Ledger:
         job_id = uuid.uuid4().hex
         now = time.time()
         self._write("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (job_id, now, now, provider, base_url, "", "", "", "{}", "[]", "", task_id, "submitted",
+                    (job_id, now, now, provider, base_url, "", "", "", "{}", "[]", "", task_id, LedgerStatus.SUBMITTED.value,
                      json.dumps([{"status": "collect", "at": now}]), None, None, None, None, None))
         return job_id
 
-    def update(self, job_id: str, *, status: str | None = None, **fields: Any) -> None:
+    def update(self, job_id: str, *, status: LedgerStatus | None = None, **fields: Any) -> None:
         allowed = {"task_id", "video_url", "local_path", "billed_seconds", "cost_usd", "error"}
         bad = set(fields) - allowed
         if bad:
@@ -133,10 +166,11 @@ class Ledger:
             if row is None:
                 raise KeyError(job_id)
             history = json.loads(row["history"])
-            if status is not None and status != row["status"]:
+            status = LedgerStatus(status).value if status is not None else row["status"]
+            if status != row["status"]:
                 history.append({"status": status, "at": now})
             sets = ["updated_at=?", "status=?", "history=?"] + [f"{k}=?" for k in fields]
-            args = [now, status or row["status"], json.dumps(history), *fields.values(), job_id]
+            args = [now, status, json.dumps(history), *fields.values(), job_id]
             db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", args)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -160,9 +194,9 @@ class Ledger:
             row = db.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
         return _record(row) if row else None
 
-    def recent(self, limit: int = 20, status: str | None = None) -> list[JobRecord]:
+    def recent(self, limit: int = 20, status: LedgerStatus | None = None) -> list[JobRecord]:
         sql = "SELECT * FROM jobs" + (" WHERE status=?" if status else "") + " ORDER BY created_at DESC LIMIT ?"
-        args = (status, limit) if status else (limit,)
+        args = (LedgerStatus(status).value, limit) if status else (limit,)
         with self._connect() as db:
             return [_record(r) for r in db.execute(sql, args).fetchall()]
 
@@ -172,3 +206,15 @@ def _record(row: sqlite3.Row) -> JobRecord:
     for k in ("params", "inputs", "history"):
         d[k] = json.loads(d[k])
     return JobRecord(**d)
+
+
+class LedgerEntry:
+    """One job's record as a run sees it: every write goes here, and a run without a ledger writes nothing."""
+
+    def __init__(self, ledger: Ledger | None, job_id: str | None):
+        self.ledger = ledger
+        self.id = job_id if ledger is not None else None
+
+    def mark(self, status: LedgerStatus | None = None, **fields: Any) -> None:
+        if self.ledger is not None and self.id is not None:
+            self.ledger.update(self.id, status=status, **fields)

@@ -2,8 +2,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
-CANONICAL_STATES = ("queued", "running", "succeeded", "failed", "canceled", "unknown")
+
+class TextEnum(str, Enum):
+    """An enum whose members are also their value as text: they compare, hash, format and serialise (JSON,
+    SQLite) exactly like the plain word, so records and callers that hold the word keep working."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class JobState(TextEnum):
+    """A job's state at the provider, in the engine's words; each adapter maps its host's words onto these."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"          # the host does not know the task (expired, other account or region)
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -16,12 +38,14 @@ class MediaRef:
 
 @dataclass(frozen=True)
 class JobStatus:
-    state: str                          # one of CANONICAL_STATES
+    state: JobState                     # adapters may pass the word; it is checked and typed here
     raw_state: str = ""
     video_url: str | None = None
     error_code: str = ""
     error_message: str = ""
-    progress: float | None = None       # 0..1 when the host reports it
     billed_seconds: float | None = None
     cost_usd: float | None = None
-    usage: dict | None = None
+    usage: dict | None = None           # the host's usage record as sent
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", JobState(self.state))

@@ -109,13 +109,11 @@ class ApiframeAdapter(ProviderAdapter):
         body = body_dict(reply)
         raw = str(body.get("status", ""))
         require(raw in STATES, self, reply, f"status {raw!r}")
-        progress = body.get("progress")
-        progress = min(1.0, float(progress) / 100) if isinstance(progress, (int, float)) else None
         usage = {"creditCost": body["creditCost"]} if body.get("creditCost") is not None else None
         result = body.get("result") if isinstance(body.get("result"), dict) else {}
         return JobStatus(state=STATES[raw], raw_state=raw, video_url=result.get("videoUrl"),
                          error_message=str(body.get("error") or "") if raw == "FAILED" else "",
-                         progress=progress, usage=usage)
+                         usage=usage)
 
     def map_error(self, reply: HttpReply) -> ProviderError:
         body = body_dict(reply)

@@ -12,10 +12,11 @@ from ..engine.config import Secret
 from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply, retry_after_seconds
 from ..engine.pricing import PriceTable
-from ..engine.protocol import CANONICAL_STATES, JobStatus, MediaRef
+from ..engine.protocol import JobState, JobStatus, MediaRef
 from ..engine.request import GenerationRequest
+from ..engine.uploads.store import StoreForm
 
-__all__ = ["CANONICAL_STATES", "JobStatus", "MediaRef", "ProviderAdapter", "body_dict", "require"]
+__all__ = ["JobState", "JobStatus", "MediaRef", "ProviderAdapter", "body_dict", "require"]
 
 
 class ProviderAdapter:
@@ -48,6 +49,25 @@ class ProviderAdapter:
         return None
 
     def map_error(self, reply: HttpReply) -> ProviderError:
+        raise NotImplementedError
+
+    # --- the provider's own temporary upload store (only when caps.has_temp_store) ------------------
+    # engine/uploads/store.py drives these: fetch a policy with the provider's key, then POST a signed form to
+    # the store host without it. An adapter without a store leaves them unimplemented.
+    def upload_policy_call(self, req: GenerationRequest) -> HttpCall:
+        """The call that asks for an upload policy (credentials for one or more uploads) for this request."""
+        raise NotImplementedError
+
+    def parse_upload_policy(self, reply: HttpReply) -> Any:
+        """The policy, in whatever shape upload_form takes."""
+        raise NotImplementedError
+
+    def upload_form(self, policy: Any, filename: str) -> StoreForm:
+        """The signed multipart form that uploads one file under that policy."""
+        raise NotImplementedError
+
+    def map_upload_error(self, reply: HttpReply) -> ProviderError:
+        """The store host's refusal (its own error format, not the API's)."""
         raise NotImplementedError
 
     def expected_seconds(self, req: GenerationRequest) -> float:

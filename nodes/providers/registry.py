@@ -19,10 +19,6 @@ ADAPTERS: dict[str, ProviderAdapter] = {a.name: a for a in (
     ReApiAdapter())}
 
 
-def register(adapter: ProviderAdapter) -> None:
-    ADAPTERS[adapter.name] = adapter
-
-
 def provider_names() -> list[str]:
     return list(ADAPTERS)
 
@@ -43,12 +39,6 @@ class Endpoint:
     adapter: ProviderAdapter
     base_url: str
     key: Secret
-
-    @property
-    def is_simulated(self) -> bool:
-        from ..engine.http import is_loopback
-
-        return self.adapter.name == "simulator" or is_loopback(self.base_url)
 
 
 def resolve_endpoint(name: str, settings: Settings | None = None, base_url: str | None = None) -> Endpoint:

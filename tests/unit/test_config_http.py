@@ -7,7 +7,7 @@ from aiohttp import web
 from happyhorse.engine.config import Secret
 from happyhorse.engine.errors import ConfigError, ProviderError, SubmitUncertain
 from happyhorse.engine.http import (HttpCall, RetryPolicy, Transport, check_fetch_url, retry_after_seconds)
-from happyhorse.engine.runner import next_poll_delay
+from happyhorse.engine.follow import next_poll_delay
 from happyhorse.providers.registry import resolve_endpoint
 
 

@@ -1,0 +1,120 @@
+"""Never pay twice: before a submit, decide whether an identical request was already paid for.
+
+Two places know about earlier identical requests:
+- this event loop's in-flight claims (two identical nodes queued side by side: the second waits for the
+  first's task id), and
+- the ledger (an earlier run, another process, a crash): its newest record for the same fingerprint at the
+  same provider and base URL.
+The decision is typed (Reuse / Attach / None); the runner acts on it.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import weakref
+from dataclasses import dataclass
+
+from .errors import HappyHorseError, JobCancelled, SubmitUncertain
+from .ledger import ATTACHABLE, JobRecord, Ledger, LedgerStatus
+from .progress import Watch
+
+RESULT_LIFETIME_S = 24 * 3600     # hosts keep task ids and result URLs about a day
+SUBMIT_GRACE_S = 120.0            # longer than any submit takes (transport timeout 60 s plus retries on refusal)
+
+Key = tuple[str, str, str]        # (provider, base URL, request fingerprint)
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """An identical job finished and its video is on disk: hand it back, nothing is submitted."""
+
+    record: JobRecord
+
+
+@dataclass(frozen=True)
+class Attach:
+    """An identical job was paid for and can still be followed to its video."""
+
+    task_id: str
+    ledger_id: str | None
+
+
+Earlier = Reuse | Attach | None
+
+
+# Keyed by the loop object itself (weakly): ComfyUI may run each prompt in a new loop, and a dead loop's id can
+# be reused by a new one, which must not inherit the old loop's claims.
+_inflight: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Key, asyncio.Future]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _inflight_for_loop() -> dict[Key, asyncio.Future]:
+    """Submissions under way in this event loop, by key -> future of their task id."""
+    return _inflight.setdefault(asyncio.get_running_loop(), {})
+
+
+async def find_earlier(key: Key, ledger: Ledger | None, display_name: str, watch: Watch) -> Earlier:
+    """What to do instead of submitting, or None to submit. Raises SubmitUncertain when an identical submit
+    may have been billed without our knowing its task id (the user must decide)."""
+    inflight = _inflight_for_loop()
+    if key in inflight:
+        # The same request is being submitted in this process right now (e.g. two identical nodes).
+        try:
+            task_id = await watch.guard(asyncio.shield(inflight[key]))
+        except HappyHorseError:
+            task_id = None          # it failed before submitting: go on and submit this one
+        if task_id is not None:
+            return Attach(task_id, None)
+    if ledger is None:
+        return None
+    provider, base_url, fingerprint = key
+    prior = ledger.find_fingerprint(fingerprint, provider, base_url)
+    # An identical submit in flight right now (another node, another process): wait for its task id.
+    while (prior is not None and prior.status == LedgerStatus.SUBMITTING
+           and time.time() - prior.created_at < SUBMIT_GRACE_S):
+        await watch.sleep(0.5)
+        prior = ledger.get(prior.id)
+    if prior is None or time.time() - prior.created_at > RESULT_LIFETIME_S:
+        return None
+    if prior.status == LedgerStatus.DONE and prior.local_path and os.path.isfile(prior.local_path):
+        return Reuse(prior)
+    if prior.task_id and prior.status in ATTACHABLE:
+        return Attach(prior.task_id, prior.id)
+    if prior.status in (LedgerStatus.UNCERTAIN, LedgerStatus.SUBMITTING):
+        # 'submitting' this old means the process died during the POST: the host may have the job.
+        raise SubmitUncertain(
+            f"An identical request was sent at {time.strftime('%H:%M', time.localtime(prior.created_at))} but "
+            f"its submit never got an answer (it broke off, or the program stopped), so it may be running "
+            f"and billed at {display_name}. "
+            f"Check the provider's dashboard; to submit anyway, force a new generation "
+            f"(--new in the CLI, force_new on the node).")
+    return None
+
+
+class Claim:
+    """This run is about to submit `key`: identical runs in this loop wait for its task id instead.
+
+    Use as `with Claim(key) as claim: ... claim.resolve(task_id)`. Leaving without a task id tells the
+    waiters to submit for themselves.
+    """
+
+    def __init__(self, key: Key):
+        self.key = key
+        self.future: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def __enter__(self) -> "Claim":
+        _inflight_for_loop().setdefault(self.key, self.future)
+        return self
+
+    def resolve(self, task_id: str) -> None:
+        self.future.set_result(task_id)
+
+    def __exit__(self, *exc) -> None:
+        inflight = _inflight_for_loop()
+        if inflight.get(self.key) is self.future:
+            del inflight[self.key]
+        if not self.future.done():
+            # Fetching the exception here marks it retrieved, so asyncio does not warn when nobody was waiting.
+            self.future.set_exception(JobCancelled("the identical request stopped before submitting"))
+            self.future.exception()
