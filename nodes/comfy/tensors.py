@@ -6,6 +6,7 @@ IMAGE is float32 [B,H,W,C] in 0..1; AUDIO is {"waveform": float32 [B,C,S], "samp
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -16,6 +17,7 @@ import torch
 from ..engine.errors import HappyHorseError
 from ..engine.media import (
     FramePlan,
+    MediaError,
     VideoInfo,
     decode_audio,
     decode_frames_into,
@@ -30,6 +32,8 @@ MB = 1024 * 1024
 # PNG keeps every pixel; past this size JPEG keeps uploads (and the hosts' 10-20 MB limits) in check.
 PNG_MAX_BYTES = 10 * MB
 FALLBACK_SAMPLE_RATE = 44100
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------- images in
@@ -152,8 +156,13 @@ def decode_video_frames(path: str, limits: FrameLimits) -> FramesResult:
 
 
 def audio_from_video(path: str, duration_s: float) -> dict:
-    """The MP4's own first audio track as AUDIO; silence of the clip's length if it has none."""
-    decoded = decode_audio(path)
+    """The MP4's own first audio track as AUDIO; silence of the clip's length if it has none, or if the track
+    does not decode (the paid video stays usable; the log says why the audio is silent)."""
+    try:
+        decoded = decode_audio(path)
+    except MediaError as exc:
+        log.warning("HappyHorse: the result's audio track is unusable (%s); the AUDIO output is silence", exc)
+        decoded = None
     if decoded is None:
         samples = max(1, round(duration_s * FALLBACK_SAMPLE_RATE))
         return {"waveform": torch.zeros((1, 1, samples), dtype=torch.float32), "sample_rate": FALLBACK_SAMPLE_RATE}

@@ -322,30 +322,58 @@ def decode_frames(path: PathLike, plan: FramePlan) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- audio
 
+# A result's audio is untrusted input: its header may declare any layout, rate and length. Decoded output is
+# held to at most stereo, at most 48 kHz and at most the video's length plus this margin, so a 1 s clip with
+# 300 s of 96 kHz 5.1 audio stays a few hundred KB instead of gigabytes.
+MAX_AUDIO_CHANNELS = 2
+MAX_AUDIO_RATE = 48_000
+AUDIO_MARGIN_S = 0.5
+# Used only when the video stream does not state its length (HappyHorse clips are at most 15 s).
+AUDIO_FALLBACK_MAX_S = 60.0
+
 
 def decode_audio(
-    path: PathLike, sample_rate: int | None = None, channels: int | None = None
+    path: PathLike, sample_rate: int | None = None, channels: int | None = None, max_seconds: float | None = None
 ) -> tuple[np.ndarray, int] | None:
     """Decode the first audio track as float32 [channels, samples] in -1..1, or None if there is none.
 
-    By default the file's own rate and channel count are kept; pass sample_rate/channels to convert.
+    By default the file's own rate and channel count are kept up to 48 kHz and stereo; pass sample_rate /
+    channels to convert. At most max_seconds are decoded (default: the video's length plus AUDIO_MARGIN_S).
+    Every decoded frame goes through the resampler before it becomes an array: PyAV's to_ndarray reads past
+    the end of a planar frame with 8 or more channels (a 7.1 track crashed the process), and the resampler's
+    output never has more than two planes. A track that is malformed raises MediaError.
     """
     with _open_input(path) as container:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
         ctx = stream.codec_context
-        rate = sample_rate or ctx.sample_rate
-        layout = _layout_for(channels) if channels else ctx.layout
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        native_rate, native_channels = ctx.sample_rate or 0, ctx.channels or 0
+        if native_rate <= 0 or native_channels <= 0:
+            raise MediaError(f"the audio track is malformed: {native_channels} channels at {native_rate} Hz")
+        rate = sample_rate or min(native_rate, MAX_AUDIO_RATE)
+        n_channels = channels or min(native_channels, MAX_AUDIO_CHANNELS)
+        if max_seconds is None:
+            video = container.streams.video[0] if container.streams.video else None
+            length = _video_duration(container, video) if video is not None else 0.0
+            max_seconds = length + AUDIO_MARGIN_S if length > 0 else AUDIO_FALLBACK_MAX_S
+        limit = max(1, int(np.ceil(max_seconds * rate)))
+        resampler = av.AudioResampler(format="fltp", layout=_layout_for(n_channels), rate=rate)
         chunks: list[np.ndarray] = []
+        total = 0
         try:
             for frame in container.decode(stream):
-                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
-            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
-        except av.FFmpegError as exc:
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray()[:, : limit - total])
+                    total += chunks[-1].shape[1]
+                if total >= limit:
+                    break
+            else:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray()[:, : limit - total])
+                    total += chunks[-1].shape[1]
+        except (av.FFmpegError, ValueError) as exc:
             raise MediaError(f"the audio track does not decode: {exc}") from exc
-    n_channels = channels or ctx.channels
     if not chunks:
         return np.zeros((n_channels, 0), dtype=np.float32), rate
     # AAC can overshoot full scale slightly after decoding; consumers expect -1..1.
@@ -354,4 +382,4 @@ def decode_audio(
 
 
 def _layout_for(channels: int) -> str:
-    return f"{channels}c"  # FFmpeg's default layout for that many channels: 1c mono, 2c stereo, 6c 5.1
+    return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")  # FFmpeg's default layout for the count
