@@ -20,7 +20,8 @@ from . import specs
 from .host import NodeProgress, ledger_path, output_dir, run_interruptibly
 from .params import Built, build_request, slot_order
 from .schema import build_schema
-from .tensors import FrameLimits, audio_from_video, batch_to_media, decode_video_frames, frames_to_mp4, image_to_media
+from .tensors import (FrameLimits, audio_from_video, batch_pictures, decode_video_frames, frames_to_mp4, image_to_media,
+                      pictures_to_media)
 from .wiring import Wanted, dynprompt_nodes, wanted_outputs
 
 log = logging.getLogger("happyhorse")
@@ -161,11 +162,12 @@ class Image2Video(ResultNode):
 
 
 def reference_media(images: torch.Tensor | None, references: dict | None) -> tuple[MediaInput, ...]:
-    """[Image N] numbering: the batch input first, in batch order, then the sockets image1, image2, ..."""
-    media = batch_to_media(images, "reference")
+    """[Image N] numbering: the batch input first, in batch order, then the sockets image1, image2, ...
+    All of them are encoded at once; references are looked at, not kept, so they go as JPEG (tensors.py)."""
+    pictures = batch_pictures(images, "reference")
     for tensor in slot_order(references):
-        media.extend(batch_to_media(tensor, f"reference{len(media) + 1}_"))
-    return tuple(media)
+        pictures.extend(batch_pictures(tensor, f"reference{len(pictures) + 1}_"))
+    return tuple(pictures_to_media(pictures, lossless=False))
 
 
 class Reference2Video(ResultNode):

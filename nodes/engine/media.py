@@ -69,17 +69,21 @@ def _to_uint8_rgb(rgb: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected uint8 or float 0..1 pixels, got dtype {rgb.dtype}")
 
 
-def encode_image(rgb: np.ndarray, fmt: str = "PNG", quality: int = 95) -> bytes:
-    """Encode uint8 [H,W,3] or float 0..1 [H,W,3] pixels as PNG/JPEG/WEBP/BMP file bytes."""
+def encode_image(rgb: np.ndarray, fmt: str = "PNG", quality: int = 95, **options: int) -> bytes:
+    """Encode uint8 [H,W,3] or float 0..1 [H,W,3] pixels as PNG/JPEG/WEBP/BMP file bytes.
+
+    options go to Pillow's encoder (compress_level for PNG, subsampling for JPEG). Pillow lets go of the GIL
+    while it encodes, so pictures can be encoded on several threads at once.
+    """
     fmt = _FORMAT_ALIASES.get(fmt.upper(), fmt.upper())
     if fmt not in SUPPORTED_IMAGE_FORMATS:
         raise ValueError(f"unsupported image format {fmt!r}; choose one of {', '.join(SUPPORTED_IMAGE_FORMATS)}")
     img = Image.fromarray(np.ascontiguousarray(_to_uint8_rgb(rgb)), mode="RGB")
     buf = io.BytesIO()
     if fmt in ("JPEG", "WEBP"):
-        img.save(buf, format=fmt, quality=quality)
+        img.save(buf, format=fmt, quality=quality, **options)
     else:
-        img.save(buf, format=fmt)
+        img.save(buf, format=fmt, **options)
     return buf.getvalue()
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import ast
+import io
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch")
 
@@ -18,6 +20,7 @@ from happyhorse.comfy.tensors import (
     decode_video_frames,
     frames_to_mp4,
     image_to_media,
+    pictures_to_media,
     plan_output_frames,
 )
 from happyhorse.engine.errors import HappyHorseError
@@ -87,6 +90,30 @@ def test_batch_becomes_ordered_media():
     brightness = [decode_image(m.data)[:, -1].mean() for m in media]
     assert brightness == sorted(brightness)            # batch order is kept: [Image 1], [Image 2], ...
     assert batch_to_media(None, "ref") == []
+
+
+def test_references_go_as_full_colour_jpeg_and_first_frames_as_png():
+    """A first frame's pixels become the video's first frame: lossless. A reference is only looked at."""
+    picture = torch.rand(1, 90, 120, 3)
+    first = image_to_media(picture, 0, "first")
+    ref = image_to_media(picture, 0, "ref", lossless=False)
+    assert first.mime == "image/png" and ref.mime == "image/jpeg" and ref.name == "ref.jpg"
+    exact = np.clip(np.rint(picture[0].numpy() * 255.0), 0, 255).astype(np.uint8)
+    assert (decode_image(first.data) == exact).all()
+    with Image.open(io.BytesIO(ref.data)) as img:
+        assert img.layer[0][1:3] == img.layer[1][1:3] == (1, 1), "chroma at full resolution (4:4:4)"
+    smooth = ramp(1, 64, 64)
+    error = np.abs(decode_image(image_to_media(smooth, lossless=False).data) / 255.0 - smooth[0].numpy())
+    assert error.max() < 4 / 255
+
+
+def test_many_pictures_encode_side_by_side_in_order():
+    batch = ramp(6, 32, 48)
+    pictures = [(batch, i, f"p{i}") for i in reversed(range(6))]
+    media = pictures_to_media(pictures, lossless=True)
+    assert [m.name for m in media] == [f"p{i}.png" for i in reversed(range(6))]
+    for m, (_, i, _) in zip(media, pictures):
+        assert (decode_image(m.data) == decode_image(image_to_media(batch, i).data)).all()
 
 
 def test_frames_encode_to_h264_with_even_sides(tmp_path):
