@@ -1,5 +1,6 @@
-// HappyHorse price pill: shows the estimated price on each HappyHorse node as its settings change.
-// The text comes from the server (POST /happyhorse/price), i.e. the same tables the runner bills with.
+// HappyHorse price pill: shows the estimated price on each HappyHorse node as its settings change, in the classic
+// canvas and in the Vue node renderer ("Nodes 2.0"). The text comes from the server (POST /happyhorse/price), i.e.
+// the same tables the runner bills with. Also the pack's settings: the pill on/off and the default provider.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -9,13 +10,27 @@ const PRICED = ["Text2Video", "Image2Video", "Reference2Video", "VideoEdit", "Co
 // running over the nodes beside it.
 const MAX_WIDTH = 320;
 const COLORS = { free: "#1f5130", price: "#4a3a12", error: "#6b1f1f" };
+const SETTING_PILL = "HappyHorse.PricePill";
+const SETTING_PROVIDER = "HappyHorse.DefaultProvider";
+// Nodes whose "provider" widget takes the default provider when a user adds them (not when a workflow loads).
+const PROVIDER_DEFAULTED = ["Text2Video", "Image2Video", "Reference2Video", "VideoEdit", "CollectJob"].map((n) => PREFIX + n);
+const isPricing = (name) => name === "provider" || name === "mode" || name.startsWith("provider.") || name.startsWith("mode.");
+const pills = new Set();
+let providers = [];   // the provider names, for the setting's choices (from GET /happyhorse/status)
+
+// A setting's value, or the fallback on a frontend without settings.
+function setting(id, fallback) {
+  try {
+    return app.extensionManager?.setting?.get?.(id) ?? fallback;
+  } catch {
+    return fallback;
+  }
+}
 
 function pricedWidgets(node) {
   const values = {};
   for (const w of node.widgets ?? []) {
-    if (w.name === "provider" || w.name === "mode" || w.name.startsWith("provider.") || w.name.startsWith("mode.")) {
-      values[w.name] = w.value;
-    }
+    if (isPricing(w.name)) values[w.name] = w.value;
   }
   return values;
 }
@@ -27,39 +42,73 @@ function shortError(message) {
   return `no price: ${text || "the server gave no reason"}`;
 }
 
-// Duck-typed badge: LiteGraph draws anything with height / getWidth(ctx) / draw(ctx, x, y) that a node's badge
-// function returns. LiteGraph calls that function each time it draws the node, so the pill re-asks the server
-// exactly when a drawn node's settings changed: no timers, and nothing is asked for nodes nobody sees.
+// The badge both renderers draw. The classic canvas (LiteGraph) calls the node's badge function each time it
+// draws the node and then getWidth(ctx) / draw(ctx, x, y) on what it returns. The Vue renderer calls the same
+// function when the node's badges are announced as changed and shows `text` in `fgColor` on `bgColor`; it hands
+// every own enumerable property to its badge element, so everything else lives in private fields.
 class PricePill {
+  #node;
+  #label = "";
+  #kind = "price";
+  #asked = null;
+  #fit = null;
+  #watched = new WeakSet();
+
   constructor(node) {
-    this.node = node;
+    this.#node = node;
     this.text = "";
-    this.kind = "price";
-    this.asked = null;
-    this.fit = null;
-    this.height = 20;
-    this.padding = 6;
-    this.fontSize = 12;
+    this.fgColor = "#fff";
+    this.bgColor = COLORS.price;
+  }
+
+  get height() {
+    return 20;
+  }
+
+  get padding() {
+    return 6;
+  }
+
+  get fontSize() {
+    return 12;
   }
 
   current() {
-    const widgets = pricedWidgets(this.node);
+    this.#watchWidgets();
+    const widgets = pricedWidgets(this.#node);
     const signature = JSON.stringify(widgets);
-    if (signature !== this.asked) {
-      this.asked = signature;
-      this.refresh(widgets, signature);
+    if (signature !== this.#asked) {
+      this.#asked = signature;
+      this.#refresh(widgets, signature);
     }
+    this.#show();
     return this;
   }
 
-  async refresh(widgets, signature) {
+  // The Vue renderer does not call the badge function on each frame: a pricing widget's change (its callback,
+  // which both renderers call) asks again. Widgets a provider change creates are watched from then on.
+  #watchWidgets() {
+    const pill = this;
+    for (const w of this.#node.widgets ?? []) {
+      if (this.#watched.has(w) || !isPricing(w.name ?? "")) continue;
+      this.#watched.add(w);
+      const callback = w.callback;
+      w.callback = function (...args) {
+        const result = callback?.apply(this, args);
+        queueMicrotask(() => pill.current());
+        return result;
+      };
+    }
+  }
+
+  async #refresh(widgets, signature) {
     let text;
     let kind;
     try {
       const res = await api.fetchApi("/happyhorse/price", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ node_type: this.node.comfyClass, widgets }),
+        body: JSON.stringify({ node_type: this.#node.comfyClass, widgets }),
       });
       const body = await res.json();
       if (res.ok) {
@@ -72,30 +121,50 @@ class PricePill {
       [text, kind] = ["no price: no answer from the server", "error"];
     }
     // Answers can arrive out of order; only the one for the settings asked last may be shown.
-    if (signature !== this.asked) return;
+    if (signature !== this.#asked) return;
+    this.#label = text;
+    this.#kind = kind;
+    this.#show();
+  }
+
+  // Puts the current label on the badge (or nothing when the setting hides the pill) and, if that changed what
+  // shows, has both renderers draw it again.
+  #show() {
+    const text = setting(SETTING_PILL, true) ? this.#label : "";
+    const bgColor = COLORS[this.#kind];
+    if (text === this.text && bgColor === this.bgColor) return;
     this.text = text;
-    this.kind = kind;
-    this.node.setDirtyCanvas?.(true, false);
+    this.bgColor = bgColor;
+    this.#node.setDirtyCanvas?.(true, false);
+    // How the frontend itself tells the Vue renderer that a node's badges changed (e.g. for its own prices).
+    this.#node.graph?.trigger?.("node:property:changed", {
+      type: "node:property:changed", nodeId: this.#node.id, property: "badges",
+      oldValue: this.#node.badges, newValue: this.#node.badges,
+    });
+  }
+
+  refresh() {
+    this.#show();
   }
 
   // The text as drawn (cut to fit) and its width, measured once per text and room (not every frame).
   // Sets ctx.font; callers restore it.
-  fitted(ctx) {
+  #fitted(ctx) {
     ctx.font = `${this.fontSize}px sans-serif`;
-    const room = Math.max(MAX_WIDTH, this.node.size?.[0] ?? 0) - this.padding * 2;
-    if (this.fit?.source !== this.text || this.fit.room !== room) {
+    const room = Math.max(MAX_WIDTH, this.#node.size?.[0] ?? 0) - this.padding * 2;
+    if (this.#fit?.source !== this.text || this.#fit.room !== room) {
       let text = this.text;
       while (text.length > 1 && ctx.measureText(text).width > room) text = text.slice(0, -2) + "…";
       const width = Math.ceil(ctx.measureText(text).width) + this.padding * 2;
-      this.fit = { source: this.text, room, text, width };
+      this.#fit = { source: this.text, room, text, width };
     }
-    return this.fit;
+    return this.#fit;
   }
 
   getWidth(ctx) {
     if (!this.text) return 0;
     const font = ctx.font;
-    const { width } = this.fitted(ctx);
+    const { width } = this.#fitted(ctx);
     ctx.font = font;
     return width;
   }
@@ -103,13 +172,13 @@ class PricePill {
   draw(ctx, x, y) {
     if (!this.text) return;
     const { font, fillStyle, textBaseline } = ctx;
-    const { text, width } = this.fitted(ctx);
-    ctx.fillStyle = COLORS[this.kind];
+    const { text, width } = this.#fitted(ctx);
+    ctx.fillStyle = this.bgColor;
     ctx.beginPath();
     if (ctx.roundRect) ctx.roundRect(x, y, width, this.height, 5);
     else ctx.rect(x, y, width, this.height);
     ctx.fill();
-    ctx.fillStyle = "#fff";
+    ctx.fillStyle = this.fgColor;
     ctx.textBaseline = "middle";
     ctx.fillText(text, x + this.padding, y + this.height / 2 + 1);
     ctx.font = font;
@@ -118,12 +187,55 @@ class PricePill {
   }
 }
 
+// A node a user adds starts on their default provider. Set as the node is made: a workflow being loaded or
+// pasted sets its own values right after, so those always win.
+function applyDefaultProvider(node) {
+  const wanted = setting(SETTING_PROVIDER, "simulator");
+  const widget = node.widgets?.find((w) => w.name === "provider");
+  if (!widget || widget.value === wanted || !(widget.options?.values ?? []).includes(wanted)) return;
+  widget.value = wanted;
+  widget.callback?.(wanted, app.canvas, node);
+}
+
 app.registerExtension({
   name: "happyhorse.pricePill",
+  settings: [
+    {
+      id: SETTING_PILL,
+      category: ["HappyHorse", "Price", "Pill"],
+      name: "Show the estimated price on HappyHorse nodes",
+      type: "boolean",
+      defaultValue: true,
+      onChange: () => pills.forEach((pill) => pill.refresh()),
+    },
+    {
+      id: SETTING_PROVIDER,
+      category: ["HappyHorse", "Nodes", "Default provider"],
+      name: "Provider for new HappyHorse nodes (keys stay in environment variables or the config file)",
+      type: "combo",
+      options: () => (providers.length ? providers : ["simulator"]),
+      defaultValue: "simulator",
+    },
+  ],
+  async setup() {
+    try {
+      const res = await api.fetchApi("/happyhorse/status");
+      if (res.ok) providers = (await res.json()).setup.providers.map((p) => p.name);
+    } catch {
+      // An older server without the route: the setting offers the simulator only.
+    }
+  },
   nodeCreated(node) {
+    if (PROVIDER_DEFAULTED.includes(node.comfyClass)) applyDefaultProvider(node);
     if (!PRICED.includes(node.comfyClass)) return;
     const pill = new PricePill(node);
+    pills.add(pill);
     node.badges = node.badges ?? [];
     node.badges.push(() => pill.current());
+    const onRemoved = node.onRemoved;
+    node.onRemoved = function (...args) {
+      pills.delete(pill);
+      return onRemoved?.apply(this, args);
+    };
   },
 });

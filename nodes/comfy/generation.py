@@ -81,7 +81,7 @@ async def generate(cls: type[ResultNode], built: Built, settings: RunSettings) -
     # Bad input is refused here, before a key is looked up or anything is sent.
     req, _ = await asyncio.to_thread(check_request, built.request, adapter, all_caps())
     endpoint = await asyncio.to_thread(resolve_endpoint, built.provider)   # a missing key names its variable
-    progress = NodeProgress(cls.hidden.unique_id, adapter.caps.display_name, built.notes)
+    progress = NodeProgress(cls.hidden.unique_id, adapter.caps.display_name, built.notes, adapter.name)
     node_key, fingerprint = str(cls.hidden.unique_id), await asyncio.to_thread(req.fingerprint)
     last = _last_video.get(node_key)
     if settings.force_new and last is not None and last[0] == fingerprint and os.path.isfile(last[1].path):
@@ -91,7 +91,7 @@ async def generate(cls: type[ResultNode], built: Built, settings: RunSettings) -
         opts = RunOptions(out_dir=output_dir(), timeout_s=float(settings.timeout_s), upload=built.upload,
                           force_new=settings.force_new)
         result = await run_interruptibly(
-            lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled))
+            lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled), progress)
         _last_video[node_key] = (fingerprint, result)
     return await result_outputs(result, settings.limits, progress, cls.wanted())
 
@@ -223,10 +223,12 @@ class CollectJob(ResultNode):
             raise HappyHorseError("Enter the task id to collect (a generation node's task_id output, "
                                   "`happyhorse jobs list`, or the provider's console).")
         endpoint = await asyncio.to_thread(resolve_endpoint, provider)
-        progress = NodeProgress(cls.hidden.unique_id, endpoint.adapter.caps.display_name)
+        progress = NodeProgress(cls.hidden.unique_id, endpoint.adapter.caps.display_name,
+                                provider_id=endpoint.adapter.name)
         runner = JobRunner(endpoint, ledger=await asyncio.to_thread(Ledger, ledger_path()), all_caps=all_caps())
         run = RunSettings.read(settings)
         opts = RunOptions(out_dir=output_dir(), timeout_s=float(run.timeout_s))
         result = await run_interruptibly(
-            lambda cancelled: runner.collect(task_id, opts=opts, on_progress=progress, is_cancelled=cancelled))
+            lambda cancelled: runner.collect(task_id, opts=opts, on_progress=progress, is_cancelled=cancelled),
+            progress)
         return await result_outputs(result, run.limits, progress, cls.wanted())

@@ -1,4 +1,4 @@
-"""ComfyUI services the nodes use: where files go, progress text and bar, and interrupts."""
+"""ComfyUI services the nodes use: where files go, progress text and bar, job events for the panel, interrupts."""
 from __future__ import annotations
 
 import asyncio
@@ -13,13 +13,18 @@ import comfy.utils
 import folder_paths
 from server import PromptServer
 
+from ..engine.jobs import job_view
+from ..engine.ledger import Ledger
 from ..engine.runner import Progress
+from ..providers.registry import ADAPTERS
 from .display import progress_fraction, progress_text
 
 T = TypeVar("T")
 # After an interrupt, how long one node waits for its siblings to cancel their own jobs at the provider
 # before it reports the interruption (ComfyUI then ends the prompt and would cut their cancel calls short).
 PEER_CANCEL_WAIT_S = 6.0
+# The websocket event the HappyHorse panel (web/happyhorse.js) listens to: {"job": <engine.jobs.job_view>}.
+JOB_EVENT = "happyhorse.job"
 
 
 def output_dir() -> str:
@@ -31,20 +36,42 @@ def ledger_path() -> Path:
     return Path(folder_paths.get_user_directory()) / "happyhorse" / "jobs.sqlite3"
 
 
-class NodeProgress:
-    """The runner's on_progress: status / elapsed / ~remaining / price as progress text, plus the bar."""
+def push_job_event(provider: str, task_id: str) -> None:
+    """Tell every open page how this job stands now (read back from the ledger: the one record of it)."""
+    rec = Ledger(ledger_path()).find_task(task_id, provider)
+    if rec is not None:
+        PromptServer.instance.send_sync(JOB_EVENT, {"job": job_view(rec, ADAPTERS, output_dir())})
 
-    def __init__(self, node_id: str | None, provider: str, notes: tuple[str, ...] = ()):
+
+class NodeProgress:
+    """The runner's on_progress: status / elapsed / ~remaining / price as progress text, plus the bar; and, once
+    the job has a task id, a job event for the panel at each change of phase (the panel ticks the clock itself)."""
+
+    def __init__(self, node_id: str | None, provider: str, notes: tuple[str, ...] = (), provider_id: str = ""):
         self.node_id = node_id
         self.provider = provider
+        self.provider_id = provider_id
         self.notes = notes
         self.bar = comfy.utils.ProgressBar(1000, node_id=node_id)
+        self.run: _Run | None = None
+        self.pushed: tuple[str, str] | None = None
 
     def __call__(self, p: Progress) -> None:
+        if p.task_id:
+            if self.run is not None:
+                self.run.task = (self.provider_id, p.task_id)
+            if self.pushed != (p.task_id, p.phase):
+                self.pushed = (p.task_id, p.phase)
+                push_job_event(self.provider_id, p.task_id)
         if self.node_id is None:
             return
         PromptServer.instance.send_progress_text(progress_text(p, self.provider, self.notes), self.node_id)
         self.bar.update_absolute(int(progress_fraction(p) * 1000))
+
+    def finished(self) -> None:
+        """The run ended (done, failed, cancelled): the ledger has its last word; tell the pages."""
+        if self.pushed is not None:
+            push_job_event(self.provider_id, self.pushed[0])
 
     def say(self, text: str) -> None:
         if self.node_id is not None:
@@ -53,8 +80,10 @@ class NodeProgress:
 
 @dataclass(eq=False)
 class _Run:
-    task: asyncio.Task | None = None
+    future: asyncio.Future | None = None
     interrupted: bool = False
+    task: tuple[str, str] | None = None     # (provider, task id) once submitted
+    cancel_requested: bool = False          # asked from the panel
 
 
 @dataclass
@@ -70,18 +99,29 @@ class _Runs:
                 r.interrupted = True
         return run.interrupted
 
+    def cancel_task(self, provider: str, task_id: str) -> bool:
+        """Ask the run following this task to stop and cancel it at the provider; False if none follows it."""
+        runs = [r for r in self.active if r.task == (provider, task_id)]
+        for r in runs:
+            r.cancel_requested = True
+        return bool(runs)
+
 
 RUNS = _Runs()
 
 
-async def run_interruptibly(make: Callable[[Callable[[], bool]], Awaitable[T]]) -> T:
+async def run_interruptibly(make: Callable[[Callable[[], bool]], Awaitable[T]],
+                            progress: NodeProgress | None = None) -> T:
     """Run an engine job (make gets the is_cancelled callback); on interrupt let it cancel at the provider,
-    then report a clean interruption to ComfyUI."""
+    then report a clean interruption to ComfyUI. A cancel asked from the panel stops it the same way, and the
+    node then fails with the runner's account of it."""
     run = _Run()
-    run.task = asyncio.ensure_future(make(lambda: RUNS.notice(run)))
+    if progress is not None:
+        progress.run = run
+    run.future = asyncio.ensure_future(make(lambda: RUNS.notice(run) or run.cancel_requested))
     RUNS.active.add(run)
     try:
-        return await run.task
+        return await run.future
     except BaseException:
         if run.interrupted:
             await _wait_for_peers(run)
@@ -90,11 +130,13 @@ async def run_interruptibly(make: Callable[[Callable[[], bool]], Awaitable[T]]) 
         raise
     finally:
         RUNS.active.discard(run)
+        if progress is not None:
+            progress.finished()
 
 
 async def _wait_for_peers(run: _Run) -> None:
     loop = asyncio.get_running_loop()
-    peers = [r.task for r in RUNS.active if r is not run and r.interrupted and r.task is not None
-             and not r.task.done() and r.task.get_loop() is loop]
+    peers = [r.future for r in RUNS.active if r is not run and r.interrupted and r.future is not None
+             and not r.future.done() and r.future.get_loop() is loop]
     if peers:
         await asyncio.wait(peers, timeout=PEER_CANCEL_WAIT_S)

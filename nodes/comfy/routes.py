@@ -1,16 +1,36 @@
-"""POST /happyhorse/price: the price pill in web/ sends a node's widget values and shows the answer.
+"""The pack's HTTP routes under ComfyUI's /api: the price pill and the HappyHorse panel in web/.
 
-The price comes from the same tables and rules as the Cost Estimate node and the runner, so the pill, the
-node and the bill agree. Nothing is sent to any provider.
+  POST /happyhorse/price                 a node's widget values -> the estimate (same tables as the runner)
+  GET  /happyhorse/jobs?limit=N          the ledger's jobs, newest first, as the panel shows them
+  GET  /happyhorse/status                set-up at a glance (key yes/no per provider, bucket, DashScope region)
+                                         and spend today / this month
+  GET  /happyhorse/jobs/{id}/video       a finished job's MP4 (?download=1: as an attachment); only a file the
+                                         ledger names inside the output folder
+  POST /happyhorse/jobs/{id}/cancel      cancel a queued or running job where its host allows
+
+Nothing here sends a key, a header, a base URL or any other configuration to the page; bad requests get a 4xx
+with the reason and change nothing. The handlers load without ComfyUI (tests/web serves them to a browser); only
+add_routes() touches ComfyUI's server.
 """
 from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
 from ..engine.errors import HappyHorseError
+from ..engine.jobs import cancel_unfollowed, job_view, list_jobs, video_file
+from ..engine.ledger import Ledger
+from ..providers.registry import ADAPTERS, resolve_endpoint, setup_status
 from .estimates import price_for_widgets
 
 ROUTE = "/happyhorse/price"
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+MAX_LIMIT = 200
 _added = False
 
 
@@ -23,11 +43,96 @@ async def price(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+def _refuse(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@dataclass
+class Panel:
+    """The panel's routes over one ledger and output folder. cancel_running(provider, task_id) asks a run in this
+    process that follows the task to stop and cancel it (True), or says no run follows it (False)."""
+
+    ledger_path: Path
+    output_dir: Path
+    cancel_running: Callable[[str, str], bool] = lambda provider, task_id: False
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.ledger_path)
+
+    def job(self, request: web.Request):
+        job_id = request.match_info["job_id"]
+        if not JOB_ID.fullmatch(job_id):
+            raise web.HTTPBadRequest(text='{"error": "a job id is 32 hex digits"}', content_type="application/json")
+        rec = self.ledger().get(job_id)
+        if rec is None:
+            raise web.HTTPNotFound(text='{"error": "no such job in the HappyHorse ledger"}',
+                                   content_type="application/json")
+        return rec
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        raw = request.query.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            return _refuse(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+        jobs = await asyncio.to_thread(list_jobs, self.ledger(), ADAPTERS, self.output_dir, int(raw))
+        return web.json_response({"jobs": jobs})
+
+    async def status(self, request: web.Request) -> web.Response:
+        try:
+            setup = await asyncio.to_thread(setup_status)
+        except HappyHorseError as exc:      # e.g. a config file that is not valid TOML: say so, show nothing of it
+            setup = {"providers": [], "upload_bucket": False, "dashscope_region": "unknown",
+                     "hints": [str(exc).split(":")[0] + ": fix the HappyHorse config file."]}
+        # Spend per provider today / this month comes from the engine's spend summary (the budget work, issue
+        # 15); until it is on main the panel shows no spend block.
+        return web.json_response({"setup": setup, "spend": None})
+
+    async def video(self, request: web.Request) -> web.StreamResponse:
+        rec = self.job(request)
+        path = video_file(rec, self.output_dir)
+        if path is None:
+            return _refuse(404, "this job has no finished video in the output folder")
+        download = request.query.get("download", "0")
+        if download not in ("0", "1"):
+            return _refuse(400, "download must be 0 or 1")
+        headers = {"Content-Type": "video/mp4", "Cache-Control": "no-cache"}
+        if download == "1":
+            headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
+        return web.FileResponse(path, headers=headers)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        rec = self.job(request)
+        view = job_view(rec, ADAPTERS, self.output_dir)
+        if not view["can_cancel"]:
+            why = ("it has no task id yet" if not rec.task_id else
+                   f"it is {view['state']}" if view["state"] not in ("queued", "running") else
+                   f"{view['provider_name']}'s API has no cancel")
+            return _refuse(409, f"This job cannot be cancelled: {why}.")
+        if self.cancel_running(rec.provider, rec.task_id):
+            return web.json_response({"message": "Stopping: the node cancels the job at the provider within a "
+                                                 "second."}, status=202)
+        try:
+            endpoint = await asyncio.to_thread(resolve_endpoint, rec.provider, None, rec.base_url)
+            message = await cancel_unfollowed(rec, endpoint, self.ledger())
+        except HappyHorseError as exc:
+            return _refuse(409, str(exc))
+        return web.json_response({"message": message})
+
+    def routes(self) -> list[tuple[str, str, Callable]]:
+        return [("GET", "/happyhorse/jobs", self.jobs), ("GET", "/happyhorse/status", self.status),
+                ("GET", "/happyhorse/jobs/{job_id}/video", self.video),
+                ("POST", "/happyhorse/jobs/{job_id}/cancel", self.cancel)]
+
+
 def add_routes() -> None:
-    # Imported here, not at the top, so `price` itself loads without ComfyUI (tests/web serves it to a browser).
+    # Imported here, not at the top, so the handlers load without ComfyUI.
     from server import PromptServer
+
+    from .host import RUNS, ledger_path, output_dir
 
     global _added
     if not _added:
-        PromptServer.instance.routes.post(ROUTE)(price)
+        routes = PromptServer.instance.routes
+        routes.post(ROUTE)(price)
+        for method, path, handler in Panel(ledger_path(), Path(output_dir()), RUNS.cancel_task).routes():
+            routes.route(method, path)(handler)
         _added = True

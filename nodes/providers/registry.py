@@ -52,3 +52,45 @@ def resolve_endpoint(name: str, settings: Settings | None = None, base_url: str 
         return Endpoint(adapter, url.rstrip("/"), Secret("sim-local-key"))
     url = base_url.rstrip("/") if base_url else settings.base_url(adapter.name, adapter.default_base_url)
     return Endpoint(adapter, url, settings.api_key(adapter.name, adapter.caps.key_env))
+
+
+def setup_status(settings: Settings | None = None) -> dict:
+    """What is set up, for the ComfyUI panel: per provider a key yes/no (never the key or any part of it, never
+    where it came from), whether an upload bucket is configured, the DashScope region. Reads nothing else."""
+    from ..engine.errors import ConfigError
+    from ..engine.uploads.s3 import ENV as S3_ENV, S3Settings
+    from .dashscope import REGIONS
+
+    settings = settings or Settings.load()
+    providers = []
+    for name, adapter in ADAPTERS.items():
+        needs_key = bool(adapter.caps.key_env)
+        try:
+            has_key = not needs_key or bool(settings.api_key(name, adapter.caps.key_env))
+        except ConfigError:
+            has_key = False
+        providers.append({"name": name, "display_name": adapter.caps.display_name, "needs_key": needs_key,
+                          "has_key": has_key, "key_env": adapter.caps.key_env})
+    try:
+        bucket = S3Settings.load(settings) is not None
+        bucket_problem = ""
+    except ConfigError:
+        bucket, bucket_problem = False, f"the upload bucket settings ({S3_ENV['bucket']}) are not valid"
+    try:
+        url = settings.base_url("dashscope", DashScopeAdapter.default_base_url)
+        region = next((r for r, u in REGIONS.items() if u == url), "custom endpoint")
+    except ConfigError:
+        region = "invalid base URL"
+    hints = []
+    if not any(p["has_key"] for p in providers if p["needs_key"]):
+        hints.append("No provider key yet: the simulator runs free; for a real host set its key variable "
+                     "(e.g. DASHSCOPE_API_KEY) or [keys] in the HappyHorse config file, then restart ComfyUI.")
+    if bucket_problem:
+        hints.append(f"Fix {bucket_problem}.")
+    elif not bucket:
+        needing = [a.caps.display_name for a in ADAPTERS.values()
+                   if not a.caps.accepts_data_uri and not a.caps.has_temp_store]
+        if needing:
+            hints.append(f"No upload bucket: {', '.join(needing)} take local images and videos only through one "
+                         f"({S3_ENV['bucket']}).")
+    return {"providers": providers, "upload_bucket": bucket, "dashscope_region": region, "hints": hints}

@@ -1,0 +1,122 @@
+"""The HappyHorse sidebar panel (web/panel.js) in ComfyUI's real frontend, real ComfyUI with the pack, headless
+Chromium: it lists a job run on the simulator, follows it live over ComfyUI's websocket (no reload, no polling),
+and its "Add Collect Job node" puts a node in the graph that collects that job when run.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ..web.cdp import Browser, find_chromium
+from .conftest import CANARY_KEY, t2v_prompt
+from .server import run_prompt
+
+pytestmark = pytest.mark.integration
+
+SCREENSHOTS = Path("/tmp")
+BOOT_TIMEOUT_S = 180
+
+# Records every state each job row shows, as the DOM changes: proof of live updates without asking the page.
+STATE_PROBE = """(() => {
+  window.__hhStates = {};
+  window.__hhBoot = performance.timeOrigin;
+  new MutationObserver(() => {
+    for (const row of document.querySelectorAll('[data-job]')) {
+      const seen = (window.__hhStates[row.dataset.job] ??= []);
+      if (seen[seen.length - 1] !== row.dataset.state) seen.push(row.dataset.state);
+    }
+  }).observe(document.body, { subtree: true, childList: true, attributes: true });
+  return true;
+})()"""
+
+
+@pytest.fixture(scope="module")
+def page(comfy, tmp_path_factory):
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium on PATH: the browser tests need one")
+    status, _ = comfy.post_json("/settings/Comfy.TutorialCompleted", True)
+    assert status == 200
+    browser = Browser(binary, tmp_path_factory.mktemp("chromium-panel")).start()
+    try:
+        browser.goto(comfy.url + "/")
+        browser.wait_for("window.app && app.isGraphReady && app.graph.nodes.length > 0", timeout=BOOT_TIMEOUT_S,
+                         what="ComfyUI's frontend to boot")
+        yield browser
+    finally:
+        browser.close()
+
+
+def open_panel(page: Browser) -> None:
+    page.wait_for("app.extensionManager.getSidebarTabs().some(t => t.id === 'happyhorse')",
+                  what="the HappyHorse sidebar tab to be registered")
+    if not page.evaluate("!!document.querySelector('.hh-panel')"):
+        page.evaluate("app.extensionManager.command.execute('Workspace.ToggleSidebarTab.happyhorse').then(() => true)")
+    page.wait_for("!!document.querySelector('.hh-panel')", what="the panel to render")
+
+
+def test_panel_follows_a_simulator_job_live_and_brings_it_back_as_a_collect_node(page, comfy):
+    open_panel(page)
+    page.evaluate(STATE_PROBE)
+    boot = page.evaluate("window.__hhBoot")
+    prompt = f"a horse seen by the panel {time.time()}"
+    result = asyncio.run(run_prompt(comfy, t2v_prompt(prompt, 7, duration=3)))
+    assert result.status == "success", result.error_message()
+    task_id = next(t for _, _, t in result.texts if "Task: " in t).split("Task: ")[1].split()[0]
+
+    row = page.wait_for(f"""(() => {{
+      const row = [...document.querySelectorAll('[data-job]')].find(r => r.textContent.includes({json.dumps(prompt)}));
+      return row && row.dataset.state === 'done' && row.dataset.job;
+    }})()""", timeout=20, what="the job's row to say done")
+    seen = page.evaluate(f"window.__hhStates[{json.dumps(row)}]")
+    assert seen[-1] == "done" and any(s in ("queued", "running", "downloading") for s in seen), seen
+    assert page.evaluate("window.__hhBoot") == boot, "the page was reloaded"
+    text = page.evaluate(f"document.querySelector('[data-job=\"{row}\"]').textContent")
+    assert "Simulator" in text and "t2v" in text and "720p" in text and "free" in text
+    assert page.evaluate(f"!!document.querySelector('[data-job=\"{row}\"] video')"), "no preview of the video"
+    page.screenshot(SCREENSHOTS / "happyhorse_panel.png")
+
+    # The preview's source is the pack's video route, and it serves the MP4 the ledger names.
+    size = page.evaluate(f"""fetch(document.querySelector('[data-job="{row}"] video').src)
+      .then(r => r.ok && r.headers.get('content-type') === 'video/mp4' ? r.arrayBuffer() : null)
+      .then(b => b && b.byteLength)""")
+    assert size and size > 1000
+
+    page.evaluate(f"document.querySelector('[data-job=\"{row}\"] [data-action=collect]').click(); true")
+    node = page.wait_for("""(() => {
+      const n = app.graph.nodes.find(n => n.comfyClass === 'HappyHorsePack.CollectJob');
+      return n && Object.fromEntries(n.widgets.map(w => [w.name, w.value]).concat([['id', n.id]]));
+    })()""", what="a Collect Job node in the graph")
+    assert node["provider"] == "simulator" and node["task_id"] == task_id
+    page.screenshot(SCREENSHOTS / "happyhorse_panel_collect.png")
+
+    # The node as the page would queue it collects the job: same task, nothing submitted again.
+    api_prompt = page.evaluate("app.graphToPrompt().then(p => p.output)")
+    collect = api_prompt[str(node["id"])]
+    runs = asyncio.run(run_prompt(comfy, {
+        "1": collect,
+        "2": {"class_type": "SaveVideo", "inputs": {"video": ["1", 0], "filename_prefix": "video/hh_collect",
+                                                    "format": "mp4", "format.codec": "h264"}}}))
+    assert runs.status == "success", runs.error_message()
+    assert any(f"Task: {task_id}" in t for _, _, t in runs.texts)
+
+
+def test_panel_shows_keys_as_yes_or_no_only(page):
+    open_panel(page)
+    page.wait_for("!!document.querySelector('.hh-setup')", what="the set-up block")
+    text = page.evaluate("document.querySelector('.hh-setup').textContent")
+    assert "DashScope: key set" in text and "reAPI: no key" in text
+    html = page.evaluate("document.documentElement.outerHTML")
+    assert CANARY_KEY not in html and "sk-hhcanary" not in html
+
+
+def test_no_console_errors_from_the_panel(page):
+    ours = [e for e in page.console if e.level in ("error", "warning") and e.mentions("happyhorse")]
+    if page.errors():
+        sys.stderr.write(f"\n[web] console errors from ComfyUI itself: {len(page.errors())}\n")
+    assert not ours, f"console errors or warnings from the pack: {ours}"
