@@ -43,12 +43,29 @@ function shortError(message) {
 }
 
 // The badge both renderers draw. The classic canvas (LiteGraph) calls the node's badge function each time it
-// draws the node and then getWidth(ctx) / draw(ctx, x, y) on what it returns. The Vue renderer calls the same
-// function when the node's badges are announced as changed and shows `text` in `fgColor` on `bgColor`; it hands
-// every own enumerable property to its badge element, so everything else lives in private fields.
+// draws the node and then getWidth(ctx) / draw(ctx, x, y) on what it returns. The Vue renderer ("Nodes 2.0")
+// calls the function when it builds the node and shows `text` in `fgColor` on `bgColor`; it hands every own
+// enumerable property to its badge element, so everything else lives in private fields.
+//
+// The Vue renderer only builds a node's badges again when something reactive it read has changed, and a node's
+// badge list is not reactive once the node is shown. So `text` is a getter that also reads a revision counter on
+// the pack's own sidebar tab object (the frontend keeps registered tabs in a reactive store): bumping it when a
+// price arrives makes the renderer read the new text. Without sidebar tabs there is nothing to bump and the
+// classic canvas, which draws every frame, is unaffected.
+const SIDEBAR_TAB = "happyhorse";
+
+function reactiveTab() {
+  try {
+    return app.extensionManager?.getSidebarTabs?.()?.find((t) => t.id === SIDEBAR_TAB) ?? null;
+  } catch {
+    return null;
+  }
+}
+
 class PricePill {
   #node;
   #label = "";
+  #shown = "";
   #kind = "price";
   #asked = null;
   #fit = null;
@@ -56,7 +73,13 @@ class PricePill {
 
   constructor(node) {
     this.#node = node;
-    this.text = "";
+    Object.defineProperty(this, "text", {
+      enumerable: true,
+      get: () => {
+        void reactiveTab()?.hhPriceRevision;     // a dependency for the Vue renderer; see above
+        return this.#shown;
+      },
+    });
     this.fgColor = "#fff";
     this.bgColor = COLORS.price;
   }
@@ -132,15 +155,12 @@ class PricePill {
   #show() {
     const text = setting(SETTING_PILL, true) ? this.#label : "";
     const bgColor = COLORS[this.#kind];
-    if (text === this.text && bgColor === this.bgColor) return;
-    this.text = text;
+    if (text === this.#shown && bgColor === this.bgColor) return;
+    this.#shown = text;
     this.bgColor = bgColor;
     this.#node.setDirtyCanvas?.(true, false);
-    // How the frontend itself tells the Vue renderer that a node's badges changed (e.g. for its own prices).
-    this.#node.graph?.trigger?.("node:property:changed", {
-      type: "node:property:changed", nodeId: this.#node.id, property: "badges",
-      oldValue: this.#node.badges, newValue: this.#node.badges,
-    });
+    const tab = reactiveTab();
+    if (tab) tab.hhPriceRevision = (tab.hhPriceRevision ?? 0) + 1;
   }
 
   refresh() {
@@ -152,17 +172,17 @@ class PricePill {
   #fitted(ctx) {
     ctx.font = `${this.fontSize}px sans-serif`;
     const room = Math.max(MAX_WIDTH, this.#node.size?.[0] ?? 0) - this.padding * 2;
-    if (this.#fit?.source !== this.text || this.#fit.room !== room) {
-      let text = this.text;
+    if (this.#fit?.source !== this.#shown || this.#fit.room !== room) {
+      let text = this.#shown;
       while (text.length > 1 && ctx.measureText(text).width > room) text = text.slice(0, -2) + "…";
       const width = Math.ceil(ctx.measureText(text).width) + this.padding * 2;
-      this.#fit = { source: this.text, room, text, width };
+      this.#fit = { source: this.#shown, room, text, width };
     }
     return this.#fit;
   }
 
   getWidth(ctx) {
-    if (!this.text) return 0;
+    if (!this.#shown) return 0;
     const font = ctx.font;
     const { width } = this.#fitted(ctx);
     ctx.font = font;
@@ -170,7 +190,7 @@ class PricePill {
   }
 
   draw(ctx, x, y) {
-    if (!this.text) return;
+    if (!this.#shown) return;
     const { font, fillStyle, textBaseline } = ctx;
     const { text, width } = this.#fitted(ctx);
     ctx.fillStyle = this.bgColor;

@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from happyhorse.comfy.estimates import price_for_widgets
 
 from ..web.cdp import Browser, find_chromium
 from .conftest import CANARY_KEY, t2v_prompt
-from .server import run_prompt
+from .server import REPO, run_prompt
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,91 @@ def test_panel_shows_keys_as_yes_or_no_only(page):
     assert CANARY_KEY not in html and "sk-hhcanary" not in html
 
 
-def test_no_console_errors_from_the_panel(page):
+def vue_pill(page: Browser, node_id: int) -> list[str]:
+    """The badge texts the Vue renderer shows on the node (its DOM), after the node-source badge."""
+    return page.evaluate(f"""[...(document.querySelector('[data-node-id="{node_id}"]')?.querySelectorAll('div.rounded-sm')
+      ?? [])].map(d => d.textContent.trim()).filter(t => t && t !== 'comfyui-happyhorse')""")
+
+
+def set_setting(page: Browser, key: str, value) -> None:
+    page.evaluate(f"app.extensionManager.setting.set({json.dumps(key)}, {json.dumps(value)}).then(() => true)")
+
+
+def load_workflow(page: Browser, name: str) -> dict:
+    data = json.loads((REPO / "workflows" / f"{name}.json").read_text())
+    page.evaluate(f"app.loadGraphData({json.dumps(data)}).then(() => true)")
+    page.wait_for(f"app.graph.nodes.length === {len(data['nodes'])}", what=f"{name} on the canvas")
+    return data
+
+
+def change(page: Browser, node_id: int, values: dict) -> None:
+    """As a user's pick does: the value, then the widget's callback (both renderers call it), in order."""
+    page.evaluate(f"""(() => {{
+      const n = app.graph.getNodeById({node_id});
+      for (const [name, value] of Object.entries({json.dumps(values)})) {{
+        const w = n.widgets.find(w => w.name === name);
+        w.value = value;
+        w.callback?.(w.value, app.canvas, n);
+      }}
+      return true;
+    }})()""")
+
+
+def test_price_shows_and_follows_widgets_in_vue_node_mode(page):
+    set_setting(page, "Comfy.VueNodes.Enabled", True)
+    try:
+        page.wait_for("app.extensionManager.setting.get('Comfy.VueNodes.Enabled') === true", what="Vue nodes on")
+        data = load_workflow(page, "happyhorse_text_to_video")
+        page.wait_for("!!document.querySelector('[data-node-id=\"1\"]')", what="the node drawn by the Vue renderer")
+        page.wait_for("""[...document.querySelector('[data-node-id="1"]').querySelectorAll('div.rounded-sm')]
+          .some(d => d.textContent.trim() === 'free')""", timeout=15, what="the Vue node to show 'free'")
+        t2v = next(n for n in data["nodes"] if n["id"] == 1)
+        widgets = {k: v for k, v in t2v["widgets_values_named"].items() if k.startswith("provider")}
+        for step in ({"provider": "dashscope", "provider.version": "1.0"}, {"provider.version.duration": 10},
+                     {"provider.version.resolution": "1080p"}):
+            change(page, 1, step)
+            widgets.update(step)
+            label = price_for_widgets("HappyHorsePack.Text2Video", widgets)["label"]
+            page.wait_for(f"""[...document.querySelector('[data-node-id="1"]').querySelectorAll('div.rounded-sm')]
+              .some(d => d.textContent.trim() === {json.dumps(label)})""", timeout=15,
+                          what=f"the Vue node to show {label!r} after {step}")
+            assert vue_pill(page, 1) == [label]
+        assert label == "~2.40 USD"
+        page.screenshot(SCREENSHOTS / "happyhorse_vue_price.png")
+
+        set_setting(page, "HappyHorse.PricePill", False)           # the user hides the pill
+        page.wait_for("""![...document.querySelector('[data-node-id="1"]').querySelectorAll('div.rounded-sm')]
+          .some(d => d.textContent.includes('USD'))""", what="the pill to go")
+        set_setting(page, "HappyHorse.PricePill", True)
+        page.wait_for("""[...document.querySelector('[data-node-id="1"]').querySelectorAll('div.rounded-sm')]
+          .some(d => d.textContent.trim() === '~2.40 USD')""", what="the pill to come back")
+    finally:
+        set_setting(page, "HappyHorse.PricePill", True)
+        set_setting(page, "Comfy.VueNodes.Enabled", False)
+
+
+def test_default_provider_setting_applies_to_new_nodes_only(page):
+    set_setting(page, "HappyHorse.DefaultProvider", "dashscope")
+    try:
+        data = load_workflow(page, "happyhorse_text_to_video")
+        loaded = next(n for n in data["nodes"] if n["type"] == "HappyHorsePack.Text2Video")
+        live = page.evaluate(f"""Object.fromEntries(app.graph.getNodeById({loaded['id']}).widgets
+          .map(w => [w.name, w.value]))""")
+        assert live == loaded["widgets_values_named"], "a loaded workflow keeps its own provider"
+        added = page.evaluate("""(() => {
+          const n = LiteGraph.createNode('HappyHorsePack.Text2Video');
+          app.graph.add(n);
+          return Object.fromEntries(n.widgets.map(w => [w.name, w.value]));
+        })()""")
+        assert added["provider"] == "dashscope" and "provider.version" in added
+        options = page.evaluate("""app.extensionManager.setting.settings['HappyHorse.DefaultProvider'].options()""")
+        assert options[:2] == ["simulator", "dashscope"] and len(options) == 7
+    finally:
+        set_setting(page, "HappyHorse.DefaultProvider", "simulator")
+
+
+def test_no_console_errors_from_the_pack(page):
+    # Last in this module: it covers the panel, both node renderers and the settings used above.
     ours = [e for e in page.console if e.level in ("error", "warning") and e.mentions("happyhorse")]
     if page.errors():
         sys.stderr.write(f"\n[web] console errors from ComfyUI itself: {len(page.errors())}\n")
