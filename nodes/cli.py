@@ -26,7 +26,8 @@ def _add_request_args(p: argparse.ArgumentParser, *, for_estimate: bool = False)
                    help="HappyHorse model version (default: the newest the provider offers for this mode)")
     p.add_argument("--mode", required=True, choices=MODES, help="t2v, i2v, r2v or edit (never guessed)")
     p.add_argument("--resolution", default="720p", type=str.lower, choices=RESOLUTIONS)
-    p.add_argument("--aspect-ratio", default=None, help="t2v and r2v only (default 16:9)")
+    p.add_argument("--aspect-ratio", default=None,
+                   help="t2v and r2v (default 16:9); DashScope edit: optional, unset keeps the source shape")
     p.add_argument("--duration", type=int, default=None, help="seconds, 3-15 (default 5; not for edit)")
     if for_estimate:
         p.add_argument("--video-duration", type=float, default=None,

@@ -16,6 +16,10 @@ class ImageLimits:
     max_aspect: float = 2.5                 # both 1:2.5 and 2.5:1
     # Docs disagree (10 vs 20 MB); 20 MB is the newer figure.
     max_bytes: int = 20 * 1024 * 1024
+    # Video-edit references follow the edit page, not reference-to-video's: short side >= 300 px, <= 10 MB
+    # (DashScope HappyHorse video-edit API reference).
+    edit_reference_min_side: int = 300
+    edit_reference_max_bytes: int = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class VideoLimits:
     min_short_side: int = 320
     max_long_side: int = 2160
     min_fps: float = 8.0
+    max_aspect: float = 2.5                 # the source video's shape: 1:2.5 .. 2.5:1 (video-edit API reference)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class VersionCaps:
     edit_max_refs: int = 5
     seed: bool | None = None            # per-version override of ProviderCaps.supports_seed
     watermark: bool | None = None       # per-version override of ProviderCaps.supports_watermark
+    prompt_max_chars: int | None = None         # per-version override of ProviderCaps.prompt_max_chars
+    prompt_cjk_counts_double: bool | None = None
+    edit_ratio: bool = False            # video edit takes an optional output ratio (unset keeps the source shape)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class ProviderCaps:
     prompt_max_chars: int = 5000
     # CJK characters count double where the host documents a separate CJK limit (5000 / 2500).
     prompt_cjk_counts_double: bool = True
+    # The host requires a prompt in image-to-video too (the model itself makes it optional there).
+    i2v_prompt_required: bool = False
     accepts_data_uri: bool = True
     accepts_public_url: bool = True
     has_temp_store: bool = False            # provider-hosted upload (DashScope's oss:// store)
@@ -73,6 +83,14 @@ class ProviderCaps:
     def takes_seed(self, version: str) -> bool:
         v = self.versions.get(version)
         return v.seed if v is not None and v.seed is not None else self.supports_seed
+
+    def prompt_limit(self, version: str) -> tuple[int, bool]:
+        """(max characters, CJK counts double) for this version."""
+        v = self.versions.get(version)
+        limit = v.prompt_max_chars if v is not None and v.prompt_max_chars is not None else self.prompt_max_chars
+        cjk = (v.prompt_cjk_counts_double if v is not None and v.prompt_cjk_counts_double is not None
+               else self.prompt_cjk_counts_double)
+        return limit, cjk
 
     def takes_watermark(self, version: str) -> bool:
         v = self.versions.get(version)

@@ -4,7 +4,10 @@ Retry rules (why they differ):
 - Polls, cancels and downloads are idempotent: retried on 408/429/5xx and connection errors with capped
   exponential backoff and jitter, honouring Retry-After and rate-limit reset headers.
 - The paid submit is retried ONLY when the request provably never reached the host (the TCP connection was
-  refused or the name did not resolve). Any later failure is ambiguous and raises SubmitUncertain.
+  refused or the name did not resolve), or the host refused it with 429. Any later failure is ambiguous and
+  raises SubmitUncertain.
+- A reply's status is what the adapter reads it to be (`reply_status`): a host that puts 429 / 5xx inside an
+  HTTP 200 envelope (APIXO) is retried like one that sends them as HTTP statuses.
 """
 from __future__ import annotations
 
@@ -118,6 +121,7 @@ class Transport:
     def __init__(self, base_url: str, auth_headers: dict[str, str], *, session: aiohttp.ClientSession | None = None,
                  retry: RetryPolicy | None = None, timeout_s: float = 60.0,
                  error_mapper: Callable[[HttpReply], ProviderError] | None = None,
+                 reply_status: Callable[[HttpReply], int] | None = None,
                  sleep: Callable[[float], Any] | None = None):
         self.base_url = base_url.rstrip("/")
         self._auth = dict(auth_headers)
@@ -126,6 +130,7 @@ class Transport:
         self.retry = retry or RetryPolicy()
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=15)
         self.error_mapper = error_mapper
+        self._reply_status = reply_status
         self._sleep = sleep or asyncio.sleep
 
     async def __aenter__(self) -> "Transport":
@@ -158,6 +163,11 @@ class Transport:
             log.debug("%s %s -> %s", call.method, redact_url(self.url_for(call)), resp.status)
             return HttpReply(resp.status, dict(resp.headers), body)
 
+    def _effective(self, reply: HttpReply) -> HttpReply:
+        """The reply with the status the host meant (an in-body code where the adapter reads one)."""
+        status = self._reply_status(reply) if self._reply_status is not None else reply.status
+        return reply if status == reply.status else HttpReply(status, reply.headers, reply.body)
+
     def _error(self, reply: HttpReply) -> ProviderError:
         if self.error_mapper is not None:
             return self.error_mapper(reply)
@@ -169,13 +179,14 @@ class Transport:
         last: Exception | None = None
         for attempt in range(self.retry.attempts):
             try:
-                reply = await self._send_once(call)
+                raw = await self._send_once(call)
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 last = exc
                 await self._sleep(self.retry.delay(attempt, None))
                 continue
+            reply = self._effective(raw)
             if reply.status in ok:
-                return reply
+                return raw
             err = self._error(reply)
             if reply.status in RETRY_STATUSES and attempt + 1 < self.retry.attempts:
                 last = err
@@ -205,8 +216,9 @@ class Transport:
                     f"The submit to {redact_url(self.base_url)} broke off after it was sent "
                     f"({type(exc).__name__}); the provider may have accepted it. It was NOT re-sent, to avoid "
                     f"paying twice. Check `happyhorse jobs list` and the provider's dashboard before retrying.")
+            raw, reply = reply, self._effective(reply)
             if reply.status in ok:
-                return reply
+                return raw
             err = self._error(reply)
             # 429 means the host refused the submit before taking it: safe to wait and send again.
             if reply.status == 429 and attempt + 1 < self.retry.attempts:

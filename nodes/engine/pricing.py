@@ -15,6 +15,8 @@ class PriceTable:
 
     edit_billing: how an edit is billed, in seconds of the rate:
       "input_plus_output" - the used input seconds plus the output seconds (DashScope, APIXO: 2 x min(in, 15)).
+      "output_input_uncertain" - the output seconds are documented; whether the input seconds are billed too is
+        not, so the estimate counts the output and its breakdown names the possible extra (reAPI).
     credits_per_second: for hosts that bill in credits, by (version, resolution).
     usd_per_credit: the published conversion, None if unknown (then USD is not invented).
     """
@@ -75,9 +77,11 @@ def estimate(req: GenerationRequest, provider: str, table: PriceTable) -> Estima
     if req.mode == "edit":
         if seconds is None:
             lines.append("edit is billed on the source video's length, which is not known yet")
-        else:
+        elif table.edit_billing == "input_plus_output":
             used = min(req.source_video_duration_s or 0, EDIT_USED_SECONDS)
             lines.append(f"edit: {used:g} s of input used + {used:g} s output = {seconds:g} s billed")
+        else:
+            lines.append(f"edit: {seconds:g} s output billed")
     else:
         lines.append(f"{seconds:g} s of video")
 
@@ -99,6 +103,10 @@ def estimate(req: GenerationRequest, provider: str, table: PriceTable) -> Estima
         if table.credits_rule == "ceil_usd_x1000":
             credits = float(math.ceil(round(rate * seconds * 1000, 6)))
             lines.append(f"charged as {credits:g} credits (ceil(USD x 1000))")
+    if req.mode == "edit" and seconds is not None and table.edit_billing == "output_input_uncertain":
+        extra = f" (+{rate * seconds:.2f} USD)" if rate is not None else ""
+        lines.append(f"uncertain: {provider} does not say whether an edit also bills its {seconds:g} s of input"
+                     f"{extra}; this estimate counts the output only")
     if usd is None:
         note = (f"{provider} publishes no USD rate for HappyHorse {req.version} {req.resolution}"
                 if seconds is not None else "needs the source video's length")

@@ -69,7 +69,8 @@ class GenerationRequest:
     reference_images: tuple[MediaInput, ...] = ()
     source_video: MediaInput | None = None
     resolution: str = "720p"
-    aspect_ratio: str | None = None       # t2v / r2v only; None means the provider-neutral default 16:9
+    aspect_ratio: str | None = None       # t2v / r2v: None means the neutral default 16:9; edit: None keeps the
+                                          # source video's shape (nothing sent), where the host offers a ratio
     duration_s: int | None = None         # not for edit (output = min(input, 15 s))
     seed: int | None = None
     watermark: bool = False               # always sent explicitly: hosts disagree on the default
@@ -83,6 +84,8 @@ class GenerationRequest:
     def effective_aspect_ratio(self) -> str | None:
         if self.mode in ("t2v", "r2v"):
             return self.aspect_ratio or "16:9"
+        if self.mode == "edit":
+            return self.aspect_ratio
         return None
 
     @property

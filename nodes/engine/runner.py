@@ -250,4 +250,5 @@ class JobRunner:
 
     def _transport(self) -> Transport:
         return Transport(self.endpoint.base_url, self.adapter.auth_headers(self.endpoint.key),
-                         session=self._session, error_mapper=self.adapter.map_error)
+                         session=self._session, error_mapper=self.adapter.map_error,
+                         reply_status=self.adapter.reply_status)

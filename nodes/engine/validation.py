@@ -58,10 +58,15 @@ def collect_violations(req: GenerationRequest, caps: ProviderCaps,
         if ratio not in vcaps.aspect_ratios:
             v.append(Violation("aspect_ratio", f"'{ratio}' is not offered by {caps.display_name} on "
                                                f"{req.version}; use one of {', '.join(vcaps.aspect_ratios)}"))
+    elif req.mode == "edit" and req.aspect_ratio is not None and vcaps.edit_ratio:
+        if req.aspect_ratio not in vcaps.aspect_ratios:
+            v.append(Violation("aspect_ratio", f"'{req.aspect_ratio}' is not offered for video edit by "
+                                               f"{caps.display_name}; use one of {', '.join(vcaps.aspect_ratios)}, "
+                                               f"or leave it empty to keep the source video's shape"))
     elif req.aspect_ratio is not None:
         source = "first frame image" if req.mode == "i2v" else "source video"
-        v.append(Violation("aspect_ratio", f"does not apply to {MODE_TITLES[req.mode]}: the video keeps the "
-                                           f"{source}'s ratio; leave it empty"))
+        v.append(Violation("aspect_ratio", f"does not apply to {MODE_TITLES[req.mode]} at {caps.display_name}: "
+                                           f"the video keeps the {source}'s ratio; leave it empty"))
 
     if req.mode == "edit":
         if req.duration_s is not None:
@@ -109,11 +114,16 @@ def _check_prompt(req: GenerationRequest, caps: ProviderCaps, v: list[Violation]
     prompt = req.prompt or ""
     if req.mode != "i2v" and not prompt.strip():
         v.append(Violation("prompt", f"is required for {MODE_TITLES[req.mode]}; describe the video you want"))
-    weight = prompt_weight(prompt, caps.prompt_cjk_counts_double)
-    if weight > caps.prompt_max_chars:
-        unit = "characters (CJK count double)" if caps.prompt_cjk_counts_double else "characters"
-        v.append(Violation("prompt", f"is {weight} {unit}; {caps.display_name} takes at most "
-                                     f"{caps.prompt_max_chars}: shorten it"))
+    elif not prompt.strip() and caps.i2v_prompt_required:
+        v.append(Violation("prompt", f"{caps.display_name} requires a prompt in every mode, image-to-video "
+                                     f"included; describe the motion you want (or pick a provider where it is "
+                                     f"optional)"))
+    limit, cjk_double = caps.prompt_limit(req.version)
+    weight = prompt_weight(prompt, cjk_double)
+    if weight > limit:
+        unit = "characters (CJK count double)" if cjk_double else "characters"
+        v.append(Violation("prompt", f"is {weight} {unit}; {caps.display_name} takes at most {limit} on "
+                                     f"HappyHorse {req.version}: shorten it"))
 
 
 def _check_media_counts(req: GenerationRequest, vcaps, caps: ProviderCaps, others, v: list[Violation]) -> None:
@@ -156,12 +166,14 @@ def _check_media_content(req: GenerationRequest, caps: ProviderCaps, v: list[Vio
     from .media import MediaError, inspect_image  # lazy: Pillow
 
     lim = caps.image_limits
-    images: list[tuple[str, MediaInput, int]] = []
+    images: list[tuple[str, MediaInput, int, int]] = []
     if req.first_frame is not None:
-        images.append(("first_frame", req.first_frame, lim.first_frame_min_side))
-    images.extend((f"reference_images[{i + 1}]", m, lim.reference_min_side)
-                  for i, m in enumerate(req.reference_images))
-    for name, m, min_side in images:
+        images.append(("first_frame", req.first_frame, lim.first_frame_min_side, lim.max_bytes))
+    # Video-edit references follow the edit page's limits, not reference-to-video's.
+    ref_side, ref_bytes = ((lim.edit_reference_min_side, lim.edit_reference_max_bytes) if req.mode == "edit"
+                           else (lim.reference_min_side, lim.max_bytes))
+    images.extend((f"reference_images[{i + 1}]", m, ref_side, ref_bytes) for i, m in enumerate(req.reference_images))
+    for name, m, min_side, max_bytes in images:
         if m.data is None:
             continue  # a URL: the provider checks it
         try:
@@ -171,8 +183,8 @@ def _check_media_content(req: GenerationRequest, caps: ProviderCaps, v: list[Vio
             continue
         if info.format not in lim.formats:
             v.append(Violation(name, f"{info.format} is not accepted; use {', '.join(lim.formats)}"))
-        if len(m.data) > lim.max_bytes:
-            v.append(Violation(name, f"is {len(m.data) / 1e6:.1f} MB; the limit is {lim.max_bytes / 1e6:.0f} MB: "
+        if len(m.data) > max_bytes:
+            v.append(Violation(name, f"is {len(m.data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB: "
                                      f"re-encode as JPEG or scale it down"))
         if min(info.width, info.height) < min_side:
             v.append(Violation(name, f"is {info.width}x{info.height}; each side must be at least {min_side} px: "
@@ -208,5 +220,8 @@ def _check_video(m: MediaInput, caps: ProviderCaps, v: list[Violation]) -> None:
     if short < lim.min_short_side or long_ > lim.max_long_side:
         v.append(Violation("source_video", f"is {info.width}x{info.height}; the short side must be >= "
                                            f"{lim.min_short_side} and the long side <= {lim.max_long_side}"))
+    if long_ / max(1, short) > lim.max_aspect:
+        v.append(Violation("source_video", f"is {info.width}x{info.height}; its shape must be between "
+                                           f"1:{lim.max_aspect:g} and {lim.max_aspect:g}:1 (crop it)"))
     if info.fps <= lim.min_fps:
         v.append(Violation("source_video", f"is {info.fps:.1f} fps; it must be above {lim.min_fps:.0f} fps"))

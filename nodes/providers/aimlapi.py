@@ -8,7 +8,12 @@ The mode is implied by the media fields: none = t2v, `image_url` = i2v, `referen
 1080p, duration 10, watermark false), so resolution, duration and watermark are always sent explicitly.
 `duration` is sent as an integer as the schema types it (the docs' own examples send strings like "7"; the host
 takes both). The host may answer numbers as strings, so every number read from a reply goes through `_number`.
-Cost: the reply's `meta.usage.usd_spent` is the job's cost when present; no per-second rate is published.
+`prompt` is required in every mode (the schema's `required: [model, prompt]`), image-to-video included: an empty
+one is refused before sending (caps.i2v_prompt_required).
+Cost: the poll reply documents only `meta.usage.credits_used` [S3: the GET schema; `usd_spent` is in the POST
+reply's schema only, where nothing has been spent yet]. A finished job's cost is those credits at AI/ML API's
+published rate, 1 USD = 2,000,000 credits (USD_PER_CREDIT) [E: docs.aimlapi.com FAQ "How can I track my funds?"];
+no per-second HappyHorse rate is published, so estimates say the price is unknown.
 
 Undocumented ([U]) and guessed here, each one constant below:
   PROMPT_MAX_CHARS - the prompt limit (the model's own 5000 / 2500 CJK is assumed).
@@ -30,6 +35,8 @@ from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
 MODEL = "alibaba/happyhorse-1-0"
 GENERATIONS_PATH = "/v2/video/generations"
 
+# "$1 USD = 2,000,000 credits" [E: docs.aimlapi.com/faq/how-can-i-track-my-funds].
+USD_PER_CREDIT = 1 / 2_000_000
 # [U] guess: AI/ML API documents no prompt limit; the model's own (5000 non-CJK / 2500 CJK) is assumed.
 PROMPT_MAX_CHARS = 5000
 # [U] guess: no concurrency cap is documented; 4 jobs in flight per account is assumed.
@@ -50,18 +57,20 @@ CAPS = ProviderCaps(
     key_env="AIMLAPI_API_KEY",
     versions={"1.0": VersionCaps(modes=("t2v", "i2v", "r2v", "edit"), aspect_ratios=RATIOS_10)},
     prompt_max_chars=PROMPT_MAX_CHARS,
+    i2v_prompt_required=True,           # the schema requires `prompt` in every mode
     accepts_data_uri=REFERENCES_TAKE_DATA_URI,
     supports_seed=True,
     supports_watermark=True,
     supports_cancel=False,
     max_concurrent_jobs=MAX_CONCURRENT_JOBS,
-    notes="HappyHorse 1.0 only; takes URLs or data URIs; cost read from each job's usd_spent",
+    notes="HappyHorse 1.0 only; takes URLs or data URIs; cost read from each job's credits_used",
 )
 
 PRICES = PriceTable(
     usd_per_second={("1.0", "720p"): None, ("1.0", "1080p"): None},
+    usd_per_credit=USD_PER_CREDIT,
     source="AI/ML API publishes no HappyHorse per-second rate in its API docs; the charge is read from each "
-           "finished job (meta.usage.usd_spent)",
+           "finished job (meta.usage.credits_used, 2,000,000 credits = 1 USD)",
 )
 
 
@@ -84,9 +93,6 @@ class AimlApiAdapter(ProviderAdapter):
     caps = CAPS
     prices = PRICES
     default_base_url = "https://api.aimlapi.com"
-    # The schema documents 200; a Nest-style POST may answer 201. Either means the paid job was accepted,
-    # and treating it as an error would lose a job that is being billed.
-    submit_ok = (200, 201)
     poll_min_s = 5.0
     poll_max_s = 15.0          # the docs' own examples poll every 15 s
 
@@ -111,9 +117,7 @@ class AimlApiAdapter(ProviderAdapter):
         return HttpCall("POST", GENERATIONS_PATH, json=body)
 
     def parse_submit(self, reply: HttpReply) -> str:
-        gen_id = body_dict(reply).get("id")
-        require(isinstance(gen_id, (str, int)) and str(gen_id) != "", self, reply, "no id")
-        return str(gen_id)
+        return self.task_id(reply, body_dict(reply).get("id"), "no id")
 
     def poll_call(self, task_id: str) -> HttpCall:
         return HttpCall("GET", GENERATIONS_PATH, params={"generation_id": task_id})
@@ -126,9 +130,10 @@ class AimlApiAdapter(ProviderAdapter):
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
         meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
         usage = meta.get("usage") if isinstance(meta.get("usage"), dict) else None
+        credits = _number(usage.get("credits_used")) if usage else None
         return JobStatus(state=STATES[raw], raw_state=raw, video_url=video.get("url") or None,
                          error_code=str(error.get("name") or ""), error_message=str(error.get("message") or ""),
-                         cost_usd=_number(usage.get("usd_spent")) if usage else None, usage=usage)
+                         cost_usd=round(credits * USD_PER_CREDIT, 6) if credits is not None else None, usage=usage)
 
     def map_error(self, reply: HttpReply) -> ProviderError:
         body = body_dict(reply)

@@ -1,6 +1,7 @@
 """Apiframe (apiframe.ai): HappyHorse 1.1 as `happyhorse-1.1` [S2] and 1.0 as `happyhorse-1.0` [E].
 
-Auth header `X-API-Key` (not Bearer). Submit POST /v2/videos/generate -> HTTP 202 {"jobId", "status": "QUEUED"};
+Auth header `X-API-Key` (not Bearer). Submit POST /v2/videos/generate -> HTTP 202 {"jobId", "status": "QUEUED"}
+(any 2xx with a jobId is taken as accepted);
 poll GET /v2/jobs/{id} -> {id, status: QUEUED | PROCESSING | COMPLETED | FAILED, progress, result: {videoUrl},
 error (a string), creditCost}. No cancel API. Failed jobs are refunded.
 
@@ -10,8 +11,9 @@ The mode is not named: Apiframe picks it from how many images come in the versio
   1.0 `happyhorse10Params.image`: absent = t2v, one URL = i2v. No r2v, no edit.
 `prompt` is always sent; `aspect_ratio` for t2v/r2v only (Apiframe ignores it for i2v); resolution always
 (Apiframe defaults to 1080p, others to 720p); duration always; seed when set. There is no watermark field.
-Price is in credits: 1.1 costs 24 (720p) / 31 (1080p) credits per second [S2]; the credit's USD price is not
-published, so estimates give credits and say the USD amount is unknown.
+Price is in credits: 1.1 costs 24 (720p) / 31 (1080p) credits per second [S2], 1.0 24 (720p) / 48 (1080p)
+[E: Apiframe's Happy Horse 1.0 page]; the credit's USD price is not published, so estimates give credits and say
+the USD amount is unknown.
 
 Undocumented ([U]) and guessed here, each in one place:
   ACCEPTS_DATA_URI - images are documented only as URLs (every example is a public https URL); data: URIs
@@ -20,8 +22,8 @@ Undocumented ([U]) and guessed here, each in one place:
                           name `duration` is assumed.
   map_error - the error body is assumed {"error": {"code", "message"}}, a 402 adding "balance" and "required"
               (the FAQ says it reports both); a plain {"error": "..."} is read too.
-  PRICES - no 1.0 credit rate is published: 1.0 estimates say the price is unknown.
-  prompt - taken to be required in every mode, so an image-to-video without one gets Apiframe's 400.
+  prompt - taken to be required in every mode (it is a top-level field of every example), so an empty
+           image-to-video prompt is refused before sending rather than sent into a 400.
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ CAPS = ProviderCaps(
     },
     prompt_max_chars=4000,
     prompt_cjk_counts_double=False,
+    i2v_prompt_required=True,
     accepts_data_uri=ACCEPTS_DATA_URI,
     supports_seed=True,
     supports_watermark=False,
@@ -67,9 +70,10 @@ CAPS = ProviderCaps(
 
 PRICES = PriceTable(
     usd_per_second={},
-    credits_per_second={("1.1", "720p"): 24, ("1.1", "1080p"): 31},
+    credits_per_second={("1.1", "720p"): 24, ("1.1", "1080p"): 31, ("1.0", "720p"): 24, ("1.0", "1080p"): 48},
     usd_per_credit=None,
-    source="Apiframe Happy Horse 1.1 docs: 24 / 31 credits per second; the credit price is not published",
+    source="Apiframe Happy Horse docs: 1.1 24 / 31, 1.0 24 / 48 credits per second; the credit price is not "
+           "published",
 )
 
 
@@ -78,7 +82,6 @@ class ApiframeAdapter(ProviderAdapter):
     caps = CAPS
     prices = PRICES
     default_base_url = "https://api.apiframe.ai"
-    submit_ok = (202,)
 
     def auth_headers(self, key: Secret) -> dict[str, str]:
         return {"X-API-Key": key.reveal()}
@@ -98,9 +101,7 @@ class ApiframeAdapter(ProviderAdapter):
                         json={"prompt": req.prompt, "model": MODELS[req.version], PARAMS_BLOCK[req.version]: params})
 
     def parse_submit(self, reply: HttpReply) -> str:
-        job_id = body_dict(reply).get("jobId")
-        require(isinstance(job_id, str) and bool(job_id), self, reply, "no jobId")
-        return job_id
+        return self.task_id(reply, body_dict(reply).get("jobId"), "no jobId")
 
     def poll_call(self, task_id: str) -> HttpCall:
         return HttpCall("GET", f"/v2/jobs/{quote(task_id, safe='')}")

@@ -10,9 +10,9 @@ the optional `provider` routing field is left at APIXO's default ("auto").
 
 Every reply is an envelope {"code", "message", "data"}. Refusals come as HTTP errors with the same code in the
 envelope, but a non-200 `code` can also arrive inside an HTTP 200 reply (the documented "Insufficient credits"
-example shows only the body): parse_submit / parse_poll check the envelope and raise the mapped error. (The
-transport retries HTTP statuses only, so a 429 / 5xx that arrives this way on a poll ends the wait; the job
-stays in the ledger and can be collected.)
+example shows only the body). reply_status reads that in-body code as the reply's status, so the transport treats
+an in-body 429 / 5xx exactly like a real one (polls retried with backoff, a submit's 429 waited out) and an
+in-body 4xx as the refusal it is.
 A task's result is `data.resultJson`, a JSON *string* {"resultUrls": [...]}; failures carry failCode / failMsg.
 Edit is billed min(input, 15 s) x 2 x rate [S1].
 
@@ -98,9 +98,11 @@ class ApixoAdapter(ProviderAdapter):
         return HttpCall("POST", "/generateTask/happyHorse", json={"request_type": "async", "input": inp})
 
     def parse_submit(self, reply: HttpReply) -> str:
-        data = self._envelope(reply)
-        require(bool(data.get("taskId")), self, reply, "no data.taskId")
-        return str(data["taskId"])
+        body = body_dict(reply)
+        if isinstance(body.get("code"), int) and body["code"] != 200:
+            self._envelope(reply)           # a refusal inside the envelope: raises it
+        data = body.get("data")
+        return self.task_id(reply, data.get("taskId") if isinstance(data, dict) else None, "no data.taskId")
 
     def poll_call(self, task_id: str) -> HttpCall:
         return HttpCall("GET", "/statusTask/happyHorse", params={"taskId": task_id})
@@ -122,6 +124,12 @@ class ApixoAdapter(ProviderAdapter):
         urls = result.get("resultUrls") if isinstance(result, dict) else None
         require(isinstance(urls, list) and bool(urls), self, reply, "resultJson without resultUrls")
         return JobStatus(state="succeeded", raw_state=raw, video_url=str(urls[0]), usage=usage)
+
+    def reply_status(self, reply: HttpReply) -> int:
+        code = body_dict(reply).get("code")
+        if 200 <= reply.status < 300 and isinstance(code, int) and not isinstance(code, bool) and code != 200:
+            return code
+        return reply.status
 
     def _envelope(self, reply: HttpReply) -> dict:
         """`data` of a {code, message, data} reply; a non-200 code inside an HTTP 200 reply is an error."""

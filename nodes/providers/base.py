@@ -9,14 +9,19 @@ from typing import Any
 
 from ..engine.capabilities import ProviderCaps
 from ..engine.config import Secret
-from ..engine.errors import ProviderError
+from ..engine.errors import ProviderError, SubmitUncertain
 from ..engine.http import HttpCall, HttpReply, retry_after_seconds
 from ..engine.pricing import PriceTable
 from ..engine.protocol import JobState, JobStatus, MediaRef
 from ..engine.request import GenerationRequest
 from ..engine.uploads.store import StoreForm
 
-__all__ = ["JobState", "JobStatus", "MediaRef", "ProviderAdapter", "body_dict", "require"]
+__all__ = ["JobState", "JobStatus", "MediaRef", "ProviderAdapter", "body_dict", "require",
+           "SUBMIT_OK"]
+
+# Any 2xx answer to the paid submit means the host took it: one that carries a task id is a job to record and
+# follow, whatever the code (hosts document 200 or 202 and may send another); one without an id is uncertain.
+SUBMIT_OK: tuple[int, ...] = tuple(range(200, 300))
 
 
 class ProviderAdapter:
@@ -24,7 +29,7 @@ class ProviderAdapter:
     caps: ProviderCaps
     prices: PriceTable
     default_base_url: str = ""
-    submit_ok: tuple[int, ...] = (200,)
+    submit_ok: tuple[int, ...] = SUBMIT_OK
     poll_min_s: float = 2.0             # do not poll faster than this
     poll_max_s: float = 10.0
 
@@ -37,6 +42,7 @@ class ProviderAdapter:
         raise NotImplementedError
 
     def parse_submit(self, reply: HttpReply) -> str:
+        """The task id of an accepted (2xx) submit; raises SubmitUncertain (via task_id) when there is none."""
         raise NotImplementedError
 
     def poll_call(self, task_id: str) -> HttpCall:
@@ -70,6 +76,10 @@ class ProviderAdapter:
         """The store host's refusal (its own error format, not the API's)."""
         raise NotImplementedError
 
+    def reply_status(self, reply: HttpReply) -> int:
+        """The status the host means; a host with an in-body code reads it here so transports retry alike."""
+        return reply.status
+
     def expected_seconds(self, req: GenerationRequest) -> float:
         """Typical wall time from submit to result; sets the polling rhythm and the ~remaining shown."""
         seconds = req.effective_duration_s or 10
@@ -97,6 +107,19 @@ class ProviderAdapter:
     def auth_message(self) -> str:
         return (f"the API key was rejected; check {self.caps.key_env} (a key for another region or "
                 f"account will not work)")
+
+
+    def task_id(self, reply: HttpReply, value: Any, where: str) -> str:
+        """`value` as the task id of a submit the host answered with 2xx. Without one the host may still have
+        taken the (paid) job: that is an uncertain submit, recorded as such and never sent again."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value.strip():
+            return value
+        raise SubmitUncertain(
+            f"{self.caps.display_name} answered the submit with HTTP {reply.status} but without a task id "
+            f"({where}), so the job may have been accepted and billed. It was NOT sent again, to avoid paying "
+            f"twice. Check `happyhorse jobs list` and the provider's dashboard before retrying.")
 
 
 def body_dict(reply: HttpReply) -> dict[str, Any]:

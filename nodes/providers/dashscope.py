@@ -1,5 +1,11 @@
 """Alibaba DashScope (Model Studio), the origin API of HappyHorse.
 
+Video edit (happyhorse-1.0-video-edit) follows its own page [E: Model Studio "HappyHorse video editing API
+reference"]: the source video's shape must be 1:2.5..2.5:1, edit reference images need a short side >= 300 px
+and <= 10 MB (not reference-to-video's 400 px), and `parameters.ratio` is optional - ComfyUI's own HappyHorse
+edit node sends it ("if not changed, approximates the input video ratio") [E: docs.comfy.org
+HappyHorseVideoEditApi]. Unset here means nothing is sent and the source keeps its shape.
+
 Submit POST /api/v1/services/aigc/video-generation/video-synthesis (X-DashScope-Async: enable required),
 poll GET /api/v1/tasks/{id}, cancel POST /api/v1/tasks/{id}/cancel (only while PENDING).
 Temporary upload store: GET /api/v1/uploads?action=getPolicy&model=..., then a signed form POST (no key) to the
@@ -54,7 +60,7 @@ CAPS = ProviderCaps(
     display_name="DashScope",
     key_env="DASHSCOPE_API_KEY",
     versions={
-        "1.0": VersionCaps(modes=("t2v", "i2v", "r2v", "edit"), aspect_ratios=RATIOS_10),
+        "1.0": VersionCaps(modes=("t2v", "i2v", "r2v", "edit"), aspect_ratios=RATIOS_10, edit_ratio=True),
         "1.1": VersionCaps(modes=("t2v", "i2v", "r2v"), aspect_ratios=RATIOS_11),
     },
     prompt_max_chars=5000,
@@ -103,9 +109,8 @@ class DashScopeAdapter(ProviderAdapter):
                         json={"model": self.model_id(req), "input": inp, "parameters": params}, headers=headers)
 
     def parse_submit(self, reply: HttpReply) -> str:
-        out = body_dict(reply).get("output") or {}
-        require(isinstance(out, dict) and bool(out.get("task_id")), self, reply, "no output.task_id")
-        return str(out["task_id"])
+        out = body_dict(reply).get("output")
+        return self.task_id(reply, out.get("task_id") if isinstance(out, dict) else None, "no output.task_id")
 
     def poll_call(self, task_id: str) -> HttpCall:
         return HttpCall("GET", f"/api/v1/tasks/{task_id}")

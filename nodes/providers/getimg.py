@@ -1,6 +1,7 @@
 """getimg.ai: HappyHorse as model `happyhorse-1` [S0], OpenAI-style REST.
 
-Submit POST /v2/videos/generations -> HTTP 202 {"id": "req-...", "status": "pending"}; poll
+Submit POST /v2/videos/generations -> HTTP 202 {"id": "req-...", "status": "pending"} (any 2xx with an id is
+taken as accepted: the job is paid for whatever the code); poll
 GET /v2/videos/generations/{id} until `completed` (data[0].url) or `failed` (error.message). No cancel API.
 Body: model, prompt (1-4096 characters, required in every mode), aspect_ratio, resolution, duration and
 images [{url, role: first_frame | reference_image}] - public URLs only, so byte inputs need an upload bucket.
@@ -50,6 +51,7 @@ CAPS = ProviderCaps(
     versions={"1.0": VersionCaps(modes=("t2v", "i2v", "r2v"), aspect_ratios=RATIOS_10, r2v_max_refs=R2V_MAX_REFS)},
     prompt_max_chars=4096,
     prompt_cjk_counts_double=False,     # getimg counts plain characters (1-4096)
+    i2v_prompt_required=True,           # `prompt` 1-4096 characters in every mode: an empty one is refused here
     accepts_data_uri=False,
     supports_seed=False,
     supports_watermark=False,
@@ -69,7 +71,6 @@ class GetimgAdapter(ProviderAdapter):
     caps = CAPS
     prices = PRICES
     default_base_url = "https://api.getimg.ai"
-    submit_ok = (202,)
     poll_min_s = 5.0                    # getimg's own SDK example polls every 5 s
     poll_max_s = 15.0
 
@@ -84,9 +85,7 @@ class GetimgAdapter(ProviderAdapter):
         return HttpCall("POST", "/v2/videos/generations", json=body)
 
     def parse_submit(self, reply: HttpReply) -> str:
-        gen_id = body_dict(reply).get("id")
-        require(isinstance(gen_id, str) and bool(gen_id), self, reply, "no id")
-        return gen_id
+        return self.task_id(reply, body_dict(reply).get("id"), "no id")
 
     def poll_call(self, task_id: str) -> HttpCall:
         return HttpCall("GET", f"/v2/videos/generations/{quote(task_id, safe='')}")

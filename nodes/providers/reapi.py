@@ -6,20 +6,24 @@ failed - there is no separate queued state). No cancel API.
 The two versions name their media fields differently, and `image_urls` means opposite things:
   1.1: `image_urls` = [first frame] (exactly one) selects i2v; `reference_image_urls` (1-9) selects r2v;
        the two are mutually exclusive (400 / 20002). Resolution values "720p" / "1080p", default 720p.
+       The ratio is `aspect_ratio` (t2v / r2v). Prompt 5000 non-CJK / 2500 CJK characters [S4].
   1.0: `first_frame_image` = the first frame, `image_urls` = REFERENCE images (1-9; 0-5 with a video),
        `video_url` + `audio_setting` for edit. Resolution values "720P" / "1080P", default 1080P; `watermark`
-       (default off) exists here only.
+       (default off) exists here only. The ratio is `"size": "16:9"`, not `aspect_ratio`, and is ignored in
+       i2v and edit [E: reAPI's happyhorse-1.0 model page and its own request example, whose routing rule
+       "video_url > first_frame_image > image_urls > prompt-only" this follows]. Prompt "<= 2500 chars,
+       optional in image-to-video mode" [E: same page].
 Media must be public http(s) URLs: data: URIs are rejected, so byte inputs need an upload bucket.
 Resolution is always sent (defaults differ by version and host), watermark explicitly on 1.0. Seed is not a 1.1
 parameter; the capability table is per host, so a user-set seed is refused on both versions rather than dropped.
 Price: credits = ceil(usd_per_s x seconds x 1000), 1 credit = 0.001 USD; 1.0 is 0.1625 / 0.2875 USD/s [E],
 1.1's rate is not published in the docs we have [U], so estimates for 1.1 say the price is unknown.
+Edit: "the routing mode does not change the rate" [S4]; whether the edit's input seconds are billed as well is
+not said, so an edit is estimated on its output seconds and the breakdown marks the input part as uncertain.
 
 Undocumented ([U]) and guessed here, each one constant below:
-  FIELDS_10 - the 1.0 page gives the field names but no schema: `first_frame_image` is taken to be one URL string,
-              the ratio field to be `aspect_ratio` as in 1.1.
+  FIELDS_10 - `first_frame_image` is taken to be one URL string (the page names it, shows no schema).
   SUBMIT_ID_KEYS - where the submit reply puts the task id ("returns a task id", shape not shown).
-  EDIT_BILLING - how a 1.0 edit is billed (DashScope's input + output seconds assumed: the higher estimate).
   MAX_CONCURRENT_JOBS - the per-account concurrency cap.
 """
 from __future__ import annotations
@@ -45,12 +49,14 @@ FIELDS_11 = {"first_frame": ("image_urls", True), "reference_image": ("reference
 FIELDS_10 = {"first_frame": ("first_frame_image", False), "reference_image": ("image_urls", True),
              "video": ("video_url", False)}
 FIELDS = {"1.0": FIELDS_10, "1.1": FIELDS_11}
+# The ratio's field per version (t2v / r2v only): 1.0 `size` [E: reAPI 1.0 page], 1.1 `aspect_ratio` [S4].
+RATIO_FIELD = {"1.0": "size", "1.1": "aspect_ratio"}
 
 # [U] guess: "submitting returns a task id"; the reply is taken to be the task object (`id`), `task_id` tried too.
 SUBMIT_ID_KEYS = ("id", "task_id")
-# [U] guess: edit billing is not documented; DashScope's rule (used input + output seconds) gives the higher
-# estimate, so a budget is never undershot.
-EDIT_BILLING = "input_plus_output"
+# "The routing mode does not change the rate" [S4]: the output seconds are what is documented; whether an edit's
+# input seconds are billed too is not, and the estimate says so.
+EDIT_BILLING = "output_input_uncertain"
 # [U] guess: only a per-user rate limit (429 / 50001) is documented; 4 jobs in flight is assumed.
 MAX_CONCURRENT_JOBS = 4
 
@@ -62,10 +68,12 @@ CAPS = ProviderCaps(
     display_name="reAPI",
     key_env="REAPI_API_KEY",
     versions={
-        "1.0": VersionCaps(modes=("t2v", "i2v", "r2v", "edit"), aspect_ratios=RATIOS_10, seed=True, watermark=True),
+        # 1.0: "<= 2500 chars" [E: reAPI 1.0 page], whatever the script.
+        "1.0": VersionCaps(modes=("t2v", "i2v", "r2v", "edit"), aspect_ratios=RATIOS_10, seed=True, watermark=True,
+                           prompt_max_chars=2500, prompt_cjk_counts_double=False),
         "1.1": VersionCaps(modes=("t2v", "i2v", "r2v"), aspect_ratios=RATIOS_11, seed=False, watermark=False),
     },
-    prompt_max_chars=5000,              # 5000 non-CJK / 2500 CJK; the host truncates, we refuse instead
+    prompt_max_chars=5000,              # 1.1: 5000 non-CJK / 2500 CJK; the host truncates, we refuse instead
     accepts_data_uri=False,
     supports_seed=False,                # per version above: 1.0 documents seed and watermark, 1.1 neither
     supports_watermark=False,
@@ -103,8 +111,8 @@ class ReApiAdapter(ProviderAdapter):
             else:
                 body[field] = m.url
         body["resolution"] = RESOLUTIONS[req.version][req.resolution]
-        if req.effective_aspect_ratio is not None:
-            body["aspect_ratio"] = req.effective_aspect_ratio
+        if req.effective_aspect_ratio is not None and req.mode in ("t2v", "r2v"):
+            body[RATIO_FIELD[req.version]] = req.effective_aspect_ratio
         if req.effective_duration_s is not None:
             body["duration"] = req.effective_duration_s
         if req.mode == "edit":
@@ -117,9 +125,7 @@ class ReApiAdapter(ProviderAdapter):
 
     def parse_submit(self, reply: HttpReply) -> str:
         body = body_dict(reply)
-        task_id = next((body[k] for k in SUBMIT_ID_KEYS if body.get(k)), None)
-        require(isinstance(task_id, str), self, reply, "no task id")
-        return task_id
+        return self.task_id(reply, next((body[k] for k in SUBMIT_ID_KEYS if body.get(k)), None), "no task id")
 
     def poll_call(self, task_id: str) -> HttpCall:
         return HttpCall("GET", f"/api/v1/tasks/{quote(task_id, safe='')}")

@@ -146,7 +146,8 @@ class SimCore:
             job.out_seconds = float(s.duration_s)
         elif s.mode == "edit" and s.source_video:
             info = probe_video_bytes(s.source_video)      # the protocol module already checked it reads
-            job.width, job.height = size_for_image(s.resolution, info.width, info.height)
+            job.width, job.height = (output_size(s.resolution, s.aspect_ratio) if s.aspect_ratio
+                                     else size_for_image(s.resolution, info.width, info.height))
             job.in_seconds = min(info.duration_s, 15.0)
             job.out_seconds = min(info.duration_s, 15.0)
         else:

@@ -5,13 +5,16 @@
   /_sim/stats         submissions per host, jobs, recent requests (for tests)
   /_sim/faults        POST a fault to inject: {"provider", "stage", "kind", ...}; stages:
                       submit | poll | cancel | upload (HTTP level, see fault_middleware),
-                      job (kind fail + reason, stuck, slow + seconds), download (truncate | corrupt | status)
+                      job (kind fail + reason, stuck, slow + seconds), download (truncate | corrupt | status);
+                      quirks a real host may show: another 2xx code, a 2xx without the task id, an undocumented
+                      status word, an error inside an HTTP 200 envelope (see fault_middleware)
   /_sim/timing        POST {"queue_s", "process_s"}
   /_sim/blobs/{name}  PUT bytes / GET them back: a stand-in public file host for URL-only tests
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from types import ModuleType
@@ -21,7 +24,9 @@ from aiohttp import web
 from .core import SimCore, SimTiming
 from .protocols import aimlapi, apiframe, apixo, dashscope, getimg, reapi
 
-# Each protocol module provides: PREFIX, routes(sim), stage_of(method, path), error_response(status, msg, headers).
+# Each protocol module provides: PREFIX, routes(sim), stage_of(method, path), error_response(status, msg, headers),
+# and where its replies keep the task id (SUBMIT_ID: path in the submit reply) and the status word (STATUS_WORD:
+# path in the poll reply), so quirks can be injected the same way for every host.
 PROTOCOL_MODULES: dict[str, ModuleType] = {
     "dashscope": dashscope,
     "getimg": getimg,
@@ -43,9 +48,12 @@ def _provider_for(path: str) -> str | None:
 def fault_middleware(sim: SimCore):
     """Injected faults for any protocol, by the stage the protocol says a request belongs to.
 
-    kinds: status (HTTP error in the host's shape, optional retry_after / headers), drop (close the connection
+    kinds: status (HTTP error in the host's shape, optional retry_after / headers; `http_status` answers it with
+    that HTTP status instead, e.g. 200 for an error inside APIXO's envelope), drop (close the connection
     before handling), drop_after (handle it - e.g. accept the submit - then close without answering),
-    slow (wait `seconds`, then answer normally).
+    slow (wait `seconds`, then answer normally). Quirks (the request is handled normally, then its answer is
+    changed): answer_status (the same body with another 2xx `status`), no_id (a 2xx submit answer without the
+    task id: the job was accepted all the same), status_word (the poll answer carries `word` as its status).
     """
 
     @web.middleware
@@ -61,8 +69,13 @@ def fault_middleware(sim: SimCore):
             if "retry_after" in fault:
                 headers["Retry-After"] = str(fault["retry_after"])
             sim.record_request(provider, request.method, request.path, dict(request.headers), {"fault": fault})
-            return PROTOCOL_MODULES[provider].error_response(int(fault["status"]),
+            resp = PROTOCOL_MODULES[provider].error_response(int(fault["status"]),
                                                              str(fault.get("message", "simulated fault")), headers)
+            if "http_status" in fault:
+                resp.set_status(int(fault["http_status"]))
+            return resp
+        if kind in QUIRKS:
+            return _quirk(PROTOCOL_MODULES[provider], fault, await handler(request))
         if kind == "drop":
             sim.record_request(provider, request.method, request.path, dict(request.headers), {"fault": fault})
             _drop(request)
@@ -75,6 +88,33 @@ def fault_middleware(sim: SimCore):
         raise ValueError(f"unknown fault kind {kind!r}")
 
     return middleware
+
+
+QUIRKS = ("answer_status", "no_id", "status_word")
+
+
+def _quirk(mod: ModuleType, fault: dict, resp: web.StreamResponse) -> web.StreamResponse:
+    """Change a handled request's 2xx JSON answer the way a real host might (see fault_middleware)."""
+    if not isinstance(resp, web.Response) or not 200 <= resp.status < 300 or resp.body is None:
+        return resp         # only a success answer can carry the quirk; a refusal stays as it is
+    body = json.loads(resp.body)
+    if fault["kind"] == "no_id":
+        _set_path(body, mod.SUBMIT_ID, None)
+    elif fault["kind"] == "status_word":
+        _set_path(body, mod.STATUS_WORD, str(fault["word"]))
+    headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-type")}
+    status = int(fault.get("status", resp.status)) if fault["kind"] == "answer_status" else resp.status
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _set_path(body: dict, path: tuple[str, ...], value) -> None:
+    """Set (value) or remove (None) the field at `path` in a JSON object."""
+    for key in path[:-1]:
+        body = body.setdefault(key, {})
+    if value is None:
+        body.pop(path[-1], None)
+    else:
+        body[path[-1]] = value
 
 
 def _drop(request: web.Request) -> None:

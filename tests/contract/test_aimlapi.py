@@ -32,7 +32,7 @@ async def test_t2v_end_to_end_exact_request_and_cost(runner, sim, tmp_path):
     p = probe(res.path)
     assert (p["codec"], p["w"], p["h"], p["fps"], p["audio"]) == ("h264", 1280, 720, 24.0, True)
     assert abs(p["dur"] - 3) < 0.1
-    # The cost is the host's own usd_spent, which arrives as a string.
+    # The cost is the host's own credits_used (a string) at the published 2,000,000 credits per USD.
     assert res.cost_usd == pytest.approx(0.42) and res.billed_seconds == 3
     post = sent(sim, NAME)[0]
     assert post["path"] == SUBMIT_PATH and post["headers"]["Authorization"] == "***"
@@ -89,7 +89,7 @@ async def test_edit_sends_video_url_and_audio_setting_without_duration(runner, s
                                              reference_images=(ref,), audio_setting="origin"),
                            RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == (960, 720) and abs(res.duration_s - 3) < 0.1
-    assert res.cost_usd == pytest.approx(0.42)          # usd_spent from the host, not an estimate
+    assert res.cost_usd == pytest.approx(0.42)          # credits_used from the host, not an estimate
     body = sent(sim, NAME)[-1]["body"]
     assert body.pop("video_url").startswith("data:video/mp4;base64,")
     assert [u[:22] for u in body.pop("reference_image_urls")] == ["data:image/png;base64,"]
@@ -175,12 +175,12 @@ async def test_failed_job_reports_host_reason(runner, sim, tmp_path):
 def test_reply_quirks_parse_robustly():
     ad = get_adapter(NAME)
     done = {"id": "g1", "status": "completed", "video": {"url": "https://cdn.example/v.mp4"}}
-    as_string = ad.parse_poll(HttpReply(200, {}, {**done, "meta": {"usage": {"credits_used": "441000",
-                                                                              "usd_spent": "0.441"}}}))
+    as_string = ad.parse_poll(HttpReply(200, {}, {**done, "meta": {"usage": {"credits_used": "882000"}}}))
     assert as_string.state == "succeeded" and as_string.cost_usd == pytest.approx(0.441)
-    assert ad.parse_poll(HttpReply(200, {}, {**done, "meta": {"usage": {"credits_used": 1, "usd_spent": 0.5}}})
-                         ).cost_usd == 0.5
-    assert ad.parse_poll(HttpReply(200, {}, {**done, "meta": {"usage": {"credits_used": 9}}})).cost_usd is None
+    # The poll reply documents only credits_used: a usd_spent there is not what the cost is read from.
+    assert ad.parse_poll(HttpReply(200, {}, {**done, "meta": {"usage": {"credits_used": 1_000_000,
+                                                                         "usd_spent": 9.0}}})).cost_usd == 0.5
+    assert ad.parse_poll(HttpReply(200, {}, {**done, "meta": {"usage": {"usd_spent": 0.5}}})).cost_usd is None
     assert ad.parse_poll(HttpReply(200, {}, {**done, "meta": None})).cost_usd is None
     assert ad.parse_poll(HttpReply(200, {}, {"id": "g1", "status": "generating", "video": None})).state == "running"
     failed = ad.parse_poll(HttpReply(200, {}, {"id": "g1", "status": "error",
@@ -201,6 +201,7 @@ def test_simulator_protocol_rules(sim):
     assert status == 401 and set(reply) == {"message", "path", "requestId", "statusCode", "timestamp"}
     assert reply["path"] == "/v2/video/generations"
     for bad, word in [({"model": "alibaba/happyhorse-1-1"}, "model"), ({"prompt": None}, "prompt"),
+                      ({"prompt": "", "image_url": "https://x/a.png"}, "prompt should not be empty"),
                       ({"duration": 20}, "duration"), ({"duration": "abc"}, "duration"),
                       ({"aspect_ratio": "21:9"}, "aspect_ratio"), ({"resolution": "720P"}, "resolution"),
                       ({"watermark": "no"}, "watermark"), ({"audio_setting": "mute"}, "audio_setting"),
@@ -222,10 +223,19 @@ def test_simulator_protocol_rules(sim):
     assert status == 200 and reply["status"] in ("queued", "generating") and reply["video"] is None
 
 
+async def test_image_to_video_without_prompt_is_refused_before_sending(runner, sim, tmp_path):
+    with pytest.raises(ValidationError) as err:
+        await runner.run(GenerationRequest(mode="i2v", version="1.0", duration_s=3,
+                                           first_frame=MediaInput.image_bytes(png_bytes(800, 600))),
+                         RunOptions(out_dir=str(tmp_path)))
+    assert "prompt: AI/ML API requires a prompt in every mode, image-to-video included" in str(err.value)
+    assert no_request_reached(sim, NAME)
+
+
 def test_estimate_says_rate_is_unpublished(capsys):
     assert cli_main(["estimate", "--provider", NAME, "--version", "1.0", "--mode", "t2v", "--duration", "5"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("price unknown") and "aimlapi publishes no USD rate for HappyHorse 1.0 720p" in out
-    assert "usd_spent" in out
+    assert "credits_used" in out and "usd_spent" not in out
     assert cli_main(["estimate", "--provider", NAME, "--version", "1.1", "--mode", "t2v"]) == 2
     assert "does not offer text-to-video on HappyHorse 1.1" in capsys.readouterr().err

@@ -105,7 +105,7 @@ async def test_unsupported_requests_refused_before_sending(runner, sim, tmp_path
 
 async def test_bytes_need_an_upload_bucket(runner, sim, tmp_path):
     with pytest.raises(ConfigError):
-        await run(runner, tmp_path, mode="i2v", first_frame=MediaInput.image_bytes(png_bytes()))
+        await run(runner, tmp_path, mode="i2v", prompt="a", first_frame=MediaInput.image_bytes(png_bytes()))
     assert sent(sim) == []
 
 
@@ -185,4 +185,20 @@ def test_estimate_prints_credits_and_says_usd_is_unknown(capsys):
     assert "apiframe publishes no USD rate for HappyHorse 1.1 1080p" in out
     assert cli_main(["estimate", "--provider", NAME, "--version", "1.0", "--mode", "t2v", "--duration", "5"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("price unknown") and "apiframe publishes no USD rate for HappyHorse 1.0 720p" in out
+    assert out.startswith("120 credits (USD rate not published)") and "24 credits/s x 5 s = 120 credits" in out
+
+
+async def test_image_to_video_without_prompt_is_refused_before_sending(runner, sim, tmp_path):
+    with pytest.raises(ValidationError) as err:
+        await run(runner, tmp_path, version="1.1", mode="i2v",
+                  first_frame=MediaInput.from_url(image_url(sim, "first.png"), "image"))
+    assert "prompt: Apiframe requires a prompt in every mode, image-to-video included" in str(err.value)
+    assert helpers.no_request_reached(sim, "apiframe")
+
+
+def test_v10_estimate_uses_the_published_credit_rates(capsys):
+    # Apiframe's Happy Horse 1.0 page: 24 credits/s at 720p, 48 at 1080p.
+    assert cli_main(["estimate", "--provider", "apiframe", "--version", "1.0", "--mode", "t2v", "--duration", "5",
+                     "--resolution", "1080p"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("240 credits (USD rate not published)") and "48 credits/s x 5 s = 240 credits" in out

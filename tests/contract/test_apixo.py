@@ -150,6 +150,25 @@ async def test_rate_limited_poll_is_retried(runner, sim, tmp_path):
     assert len(faults) == 1
 
 
+@pytest.mark.parametrize("code", [429, 500, 503])
+async def test_in_body_429_and_5xx_on_a_poll_are_retried_like_real_ones(runner, sim, tmp_path, code):
+    # APIXO may answer HTTP 200 with {"code": 429 | 5xx, ...}: the wait goes on, the job is delivered.
+    for _ in range(2):
+        http("POST", sim.url + "/_sim/faults", {"provider": NAME, "stage": "poll", "kind": "status", "status": code,
+                                                "http_status": 200})
+    res = await run(runner, tmp_path, mode="t2v", prompt="a")
+    assert res.path and stats(sim)["submissions"] == {NAME: 1}
+    assert len([r for r in stats(sim)["requests"][NAME] if r["body"] and "fault" in r["body"]]) == 2
+    assert runner.ledger.find_task(res.task_id, NAME).status == "done"
+
+
+async def test_in_body_429_on_submit_is_waited_out_then_sent_once(runner, sim, tmp_path):
+    http("POST", sim.url + "/_sim/faults", {"provider": NAME, "stage": "submit", "kind": "status", "status": 429,
+                                            "http_status": 200, "retry_after": 0})
+    res = await run(runner, tmp_path, mode="t2v", prompt="a")
+    assert res.path and stats(sim)["submissions"] == {NAME: 1}
+
+
 async def test_host_bad_parameter_message_passed_on(runner, sim, tmp_path):
     missing = f"{sim.url}/_sim/blobs/never-uploaded.png"
     with pytest.raises(ProviderError) as err:

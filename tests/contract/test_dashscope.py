@@ -214,3 +214,86 @@ async def test_cancelling_a_collect_leaves_the_job_running(runner, sim, tmp_path
                              on_progress=lambda p: polled.append(p.phase), is_cancelled=lambda: "queued" in polled)
     assert "left running" in str(err.value)
     assert stats(sim)["jobs"][task]["canceled"] is False
+
+
+def _clip(tmp_path, width, height, seconds=3):
+    from happyhorse.simulator.video import ClipSpec, render_clip
+
+    path = str(tmp_path / f"clip{width}x{height}.mp4")
+    render_clip(ClipSpec(width=width, height=height, duration_s=seconds), path)
+    return MediaInput.from_path(path, "video")
+
+
+async def test_edit_ratio_is_optional_and_sent_only_when_chosen(runner, sim, tmp_path):
+    video = _clip(tmp_path, 640, 480)
+    res = await runner.run(GenerationRequest(mode="edit", version="1.0", prompt="make it square",
+                                             source_video=video, aspect_ratio="1:1"),
+                           RunOptions(out_dir=str(tmp_path)))
+    assert (res.width, res.height) == (720, 720)
+    body = [r for r in stats(sim)["requests"]["dashscope"] if r["method"] == "POST"][-1]["body"]
+    assert body["model"] == "happyhorse-1.0-video-edit" and body["parameters"]["ratio"] == "1:1"
+
+
+async def test_edit_limits_follow_the_edit_page(runner, sim, tmp_path):
+    from happyhorse.engine.errors import ValidationError
+
+    # The source video's shape must be within 1:2.5..2.5:1; refused before anything is sent.
+    with pytest.raises(ValidationError) as err:
+        await runner.run(GenerationRequest(mode="edit", version="1.0", prompt="x",
+                                           source_video=_clip(tmp_path, 1700, 640)), RunOptions(out_dir=str(tmp_path)))
+    assert "source_video: is 1700x640; its shape must be between 1:2.5 and 2.5:1" in str(err.value)
+    # Edit references: short side >= 300 px (not reference-to-video's 400) and at most 10 MB.
+    import io
+    import os
+
+    from PIL import Image
+
+    big = io.BytesIO()
+    Image.frombytes("RGB", (2000, 2000), os.urandom(2000 * 2000 * 3)).save(big, format="PNG")
+    with pytest.raises(ValidationError) as err:
+        await runner.run(GenerationRequest(mode="edit", version="1.0", prompt="x",
+                                           source_video=_clip(tmp_path, 640, 480),
+                                           reference_images=(MediaInput.image_bytes(big.getvalue()),)),
+                         RunOptions(out_dir=str(tmp_path)))
+    assert "the limit is 10 MB" in str(err.value)
+    assert stats(sim)["submissions"] == {}
+    res = await runner.run(GenerationRequest(mode="edit", version="1.0", prompt="x",
+                                             source_video=_clip(tmp_path, 640, 480),
+                                             reference_images=(MediaInput.image_bytes(png_bytes(350, 350)),)),
+                           RunOptions(out_dir=str(tmp_path)))
+    assert res.path and stats(sim)["submissions"] == {"dashscope": 1}
+
+
+def test_simulated_edit_refuses_what_the_edit_page_refuses(sim, tmp_path):
+    import base64
+
+    hdrs = {"Authorization": "Bearer sk-x", "X-DashScope-Async": "enable"}
+    url = sim.base_url("dashscope") + "/api/v1/services/aigc/video-generation/video-synthesis"
+
+    def edit(video, refs=(), **params):
+        media = [{"type": "video", "url": "data:video/mp4;base64," + base64.b64encode(video.data).decode()}]
+        media += [{"type": "reference_image", "url": "data:image/png;base64," + base64.b64encode(r).decode()}
+                  for r in refs]
+        return http("POST", url, {"model": "happyhorse-1.0-video-edit", "input": {"prompt": "x", "media": media},
+                                  "parameters": params}, hdrs)
+
+    status, reply = edit(_clip(tmp_path, 1700, 640))
+    assert status == 400 and "aspect ratio out of range 1:2.5..2.5:1" in reply["message"]
+    status, reply = edit(_clip(tmp_path, 640, 480), ratio="21:9")
+    assert status == 400 and "ratio" in reply["message"]
+    status, reply = edit(_clip(tmp_path, 640, 480), refs=[png_bytes(280, 280)])
+    assert status == 400 and "smaller than 300 px" in reply["message"]
+    status, reply = edit(_clip(tmp_path, 640, 480), refs=[png_bytes(350, 350)], ratio="9:16")
+    assert status == 200 and reply["output"]["task_status"] == "PENDING"
+
+
+async def test_edit_ratio_is_refused_where_the_host_has_none(sim, monkeypatch, tmp_path):
+    from happyhorse.engine.errors import ValidationError
+
+    monkeypatch.setenv("APIXO_API_KEY", "k")
+    with pytest.raises(ValidationError) as err:
+        await make_runner(sim, tmp_path, "apixo").run(
+            GenerationRequest(mode="edit", version="1.0", prompt="x", aspect_ratio="1:1",
+                              source_video=MediaInput.from_url("https://x.example/v.mp4", "video")),
+            RunOptions(out_dir=str(tmp_path)))
+    assert "aspect_ratio: does not apply to video edit at APIXO" in str(err.value)

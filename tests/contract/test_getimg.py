@@ -81,7 +81,7 @@ async def test_unsupported_requests_refused_before_sending(runner, sim, tmp_path
 
 async def test_bytes_need_an_upload_bucket(runner, sim, tmp_path):
     with pytest.raises(ConfigError) as err:
-        await run(runner, tmp_path, mode="i2v", first_frame=MediaInput.image_bytes(png_bytes()))
+        await run(runner, tmp_path, mode="i2v", prompt="a", first_frame=MediaInput.image_bytes(png_bytes()))
     assert "public URLs" in str(err.value)
     assert sent(sim) == []
 
@@ -130,12 +130,12 @@ async def test_rate_limit_error_keeps_retry_after(runner):
 
 
 async def test_host_bad_parameter_message_passed_on(runner, sim, tmp_path):
-    # getimg requires a prompt in every mode; the canonical i2v prompt is optional.
-    url = image_url(sim, "first.png")
+    # A URL's content is the host's to check: its refusal and the parameter it names reach the user.
+    url = image_url(sim, "small.png", 200, 200)
     with pytest.raises(ProviderError) as err:
-        await run(runner, tmp_path, mode="i2v", first_frame=MediaInput.from_url(url, "image"))
+        await run(runner, tmp_path, mode="i2v", prompt="a", first_frame=MediaInput.from_url(url, "image"))
     assert err.value.kind == "bad_request" and err.value.status == 400
-    assert "prompt must be a string of 1 to 4096 characters" in str(err.value) and "parameter: prompt" in str(err.value)
+    assert "image 200x200 is smaller than 300 px" in str(err.value) and "parameter: images[0]" in str(err.value)
 
 
 async def test_failed_job_reports_reason(runner, sim, tmp_path):
@@ -177,3 +177,12 @@ def test_estimate_prints_getimg_price(capsys):
     assert out.startswith("2.40 USD") and "0.24 USD/s x 10 s" in out
     assert cli_main(["estimate", "--provider", NAME, "--version", "1.0", "--mode", "t2v", "--duration", "5"]) == 0
     assert capsys.readouterr().out.startswith("0.70 USD")
+
+
+async def test_image_to_video_without_prompt_is_refused_before_sending(runner, sim, tmp_path):
+    # getimg's prompt is 1-4096 characters in every mode: an empty one would be a guaranteed 400.
+    url = image_url(sim, "first.png")
+    with pytest.raises(ValidationError) as err:
+        await run(runner, tmp_path, mode="i2v", first_frame=MediaInput.from_url(url, "image"))
+    assert "prompt: getimg.ai requires a prompt in every mode, image-to-video included" in str(err.value)
+    assert helpers.no_request_reached(sim, "getimg")

@@ -73,7 +73,7 @@ async def test_v10_fields(runner, sim, tmp_path, mode, size):
     expect = {"model": "happyhorse-1.0", "prompt": "a horse", "resolution": "720P", "duration": 3, "watermark": False}
     if mode == "t2v":
         req = req.with_(aspect_ratio="4:3")
-        expect["aspect_ratio"] = "4:3"
+        expect["size"] = "4:3"                                 # 1.0 names the ratio `size` (reAPI 1.0 page)
     elif mode == "i2v":
         url = image_url(sim, "first.png")
         req = req.with_(first_frame=MediaInput.from_url(url, "image"))
@@ -81,7 +81,7 @@ async def test_v10_fields(runner, sim, tmp_path, mode, size):
     else:
         urls = [image_url(sim, f"ref{i}.png", 600, 600) for i in range(3)]
         req = req.with_(reference_images=tuple(MediaInput.from_url(u, "image") for u in urls), aspect_ratio="4:3")
-        expect.update(image_urls=urls, aspect_ratio="4:3")    # 1.0: image_urls are the REFERENCES
+        expect.update(image_urls=urls, size="4:3")            # 1.0: image_urls are the REFERENCES
     res = await runner.run(req, RunOptions(out_dir=str(tmp_path)))
     assert (res.width, res.height) == size and abs(res.duration_s - 3) < 0.1
     assert sent(sim, NAME)[0]["body"] == expect
@@ -104,7 +104,25 @@ async def test_v10_edit_with_hosted_source_video(runner, sim, tmp_path):
                                      "video_url": video, "resolution": "720P", "audio_setting": "origin",
                                      "watermark": True}
     assert stats(sim)["blob_downloads"] == {"src.mp4": 1, "ref.png": 1}
-    assert res.billed_seconds == 6 and res.cost_usd == pytest.approx(6 * 0.1625)   # [U] input + output
+    # "The mode does not change the rate": the output seconds are billed; the input part is marked uncertain.
+    assert res.billed_seconds == 3 and res.cost_usd == pytest.approx(3 * 0.1625)
+    e = estimate(GenerationRequest(mode="edit", version="1.0", prompt="a", source_video_duration_s=3,
+                                   source_video=MediaInput.from_url(video, "video")), NAME, get_adapter(NAME).prices)
+    assert e.billed_seconds == 3 and e.usd == pytest.approx(0.4875)
+    assert any(line.startswith("uncertain: reapi does not say whether an edit also bills its 3 s of input "
+                               "(+0.49 USD)") for line in e.lines), e.lines
+
+
+async def test_v10_prompt_limit_is_2500_and_refused_before_sending(runner, sim, tmp_path):
+    with pytest.raises(ValidationError) as err:
+        await runner.run(GenerationRequest(mode="t2v", version="1.0", prompt="x" * 2501, duration_s=3),
+                         RunOptions(out_dir=str(tmp_path)))
+    assert "prompt: is 2501 characters; reAPI takes at most 2500 on HappyHorse 1.0" in str(err.value)
+    assert no_request_reached(sim, NAME)
+    # 1.1 keeps its own limit (5000 non-CJK): 2501 characters go through.
+    res = await runner.run(GenerationRequest(mode="t2v", version="1.1", prompt="x" * 2501, duration_s=3),
+                           RunOptions(out_dir=str(tmp_path)))
+    assert res.path and len(sent(sim, NAME)[-1]["body"]["prompt"]) == 2501
 
 
 @pytest.mark.parametrize("req, expect", [
@@ -250,7 +268,10 @@ def test_simulator_protocol_rules(sim):
                       ({"model": "happyhorse-1.0", "reference_image_urls": [img]}, "reference_image_urls"),
                       ({"model": "happyhorse-1.0", "first_frame_image": img, "image_urls": [img]},
                        "mutually exclusive"),
-                      ({"model": "happyhorse-1.0", "aspect_ratio": "21:9"}, "aspect_ratio"),
+                      ({"model": "happyhorse-1.0", "aspect_ratio": "16:9"}, "does not take aspect_ratio"),
+                      ({"model": "happyhorse-1.0", "size": "21:9"}, "size must be one of"),
+                      ({"size": "16:9"}, "does not take size"),
+                      ({"model": "happyhorse-1.0", "prompt": "x" * 2501}, "at most 2500 characters"),
                       ({"model": "happyhorse-1.0", "resolution": "720p"}, "720P or 1080P"),
                       ({"resolution": "720P"}, "720p or 1080p"), ({"watermark": False}, "does not take watermark"),
                       ({"model": "happyhorse-1.0", "watermark": "off"}, "watermark"),

@@ -9,8 +9,10 @@ Behaviour the docs leave open, chosen here (one place each):
   schema forbids (including two media modes in one request).
 - `duration` is accepted as an integer or a numeric string (the docs' examples send "7"), and is ignored when a
   video is given, as documented.
-- The finished object carries `meta.usage` with `usd_spent` as a STRING (the host's habit of sending numbers as
-  strings); the amount is a stand-in rate, not AI/ML API's price.
+- The finished object carries `meta.usage` with only `credits_used` (the GET schema's one field), as a STRING
+  (the host's habit of sending numbers as strings), at the published 2,000,000 credits per USD; the USD amount
+  behind it is a stand-in rate, not AI/ML API's price.
+- `prompt` must be a non-empty string in every mode (the schema requires it).
 """
 from __future__ import annotations
 
@@ -29,8 +31,12 @@ MODEL = "alibaba/happyhorse-1-0"
 STATUS = {"queued": "queued", "running": "generating", "succeeded": "completed", "failed": "error"}
 # Simulator stand-in charge (DashScope's 1.0 list price), so usd_spent has something to report.
 STAND_IN_USD_PER_S = {"720p": 0.14, "1080p": 0.24}
-CREDITS_PER_USD = 1_000_000         # stand-in conversion for credits_used
+CREDITS_PER_USD = 2_000_000         # AI/ML API's published conversion (docs.aimlapi.com FAQ)
 SEED_MAX = 2147483647
+
+# Where the submit reply keeps the task id and the poll reply the status word (for injected quirks).
+SUBMIT_ID = ("id",)
+STATUS_WORD = ("status",)
 
 
 def stage_of(method: str, path: str) -> str | None:
@@ -89,7 +95,7 @@ def routes(sim: SimCore) -> web.RouteTableDef:
         if view.state == "succeeded":
             usd = round(job.out_seconds * STAND_IN_USD_PER_S[job.spec.resolution], 4)
             out["video"] = {"url": video_url(request, sim, job.id)}
-            out["meta"] = {"usage": {"credits_used": round(usd * CREDITS_PER_USD), "usd_spent": f"{usd:g}"}}
+            out["meta"] = {"usage": {"credits_used": str(round(usd * CREDITS_PER_USD))}}
         elif view.state == "failed":
             out["error"] = {"name": "GenerationError", "message": view.error}
         return web.json_response(out)
@@ -110,8 +116,8 @@ async def _parse_submit(sim: SimCore, body) -> JobSpec:
     if body.get("model") != MODEL:
         raise HostError(400, "", f"model must be one of the following values: {MODEL}")
     prompt = body.get("prompt")
-    if not isinstance(prompt, str):
-        raise HostError(400, "", "prompt must be a string")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise HostError(400, "", "prompt should not be empty")
     image = _opt_str(body, "image_url")
     video = _opt_str(body, "video_url")
     refs = body.get("reference_image_urls")
@@ -156,7 +162,8 @@ async def _parse_submit(sim: SimCore, body) -> JobSpec:
         check_image(spec.first_frame, "image_url", 300)
     for i, url in enumerate(refs):
         data = await _fetch(sim, url, f"reference_image_urls[{i}]")
-        check_image(data, f"reference_image_urls[{i}]", 400)
+        # Edit references follow the video-edit limits (300 px, 10 MB), r2v references 400 px.
+        check_image(data, f"reference_image_urls[{i}]", *((300, 10 << 20) if mode == "edit" else (400, 20 << 20)))
         spec.reference_images.append(data)
     if video is not None:
         spec.source_video = await _fetch(sim, video, "video_url")

@@ -7,8 +7,8 @@ The mode comes from the image count in the model's own parameter block: happyhor
 1 = i2v, 2-9 = r2v) or happyhorse10Params.image (absent = t2v, present = i2v). Every image side >= 300 px.
 402 reports the balance and the job's cost. Failed jobs cost nothing (creditCost 0).
 Guesses kept in step with providers/apiframe.py: error bodies {"error": {"code", "message"}}; images must be
-URLs (data: URIs refused); a prompt is required in every mode; 1.0 takes `duration`; 1.0's credit rate is
-unpublished, so its creditCost is null. Parameters outside a block's documented set are refused.
+URLs (data: URIs refused); a prompt is required in every mode; 1.0 takes `duration`. 1.0 is charged 24 / 48
+credits per second (720p / 1080p). Parameters outside a block's documented set are refused.
 """
 from __future__ import annotations
 
@@ -22,10 +22,15 @@ MODELS = {"happyhorse-1.1": ("1.1", "happyhorse11Params"), "happyhorse-1.0": ("1
 BLOCK_FIELDS = {"happyhorse11Params": {"images", "resolution", "aspect_ratio", "duration", "seed"},
                 "happyhorse10Params": {"image", "resolution", "aspect_ratio", "duration", "seed"}}
 TOP_FIELDS = {"prompt", "model", "webhookUrl", "webhookEvents"} | set(BLOCK_FIELDS)
-CREDITS_PER_SECOND = {("1.1", "720p"): 24, ("1.1", "1080p"): 31}   # Apiframe's published 1.1 rates
+# Apiframe's published rates (1.1 [S2], 1.0 its Happy Horse 1.0 page).
+CREDITS_PER_SECOND = {("1.1", "720p"): 24, ("1.1", "1080p"): 31, ("1.0", "720p"): 24, ("1.0", "1080p"): 48}
 STATUS = {"queued": "QUEUED", "running": "PROCESSING", "succeeded": "COMPLETED", "failed": "FAILED"}
 ERROR_CODES = {400: "INVALID_REQUEST", 401: "UNAUTHORIZED", 402: "INSUFFICIENT_CREDITS", 404: "NOT_FOUND",
                429: "RATE_LIMITED"}
+
+# Where the submit reply keeps the task id and the poll reply the status word (for injected quirks).
+SUBMIT_ID = ("jobId",)
+STATUS_WORD = ("status",)
 
 
 def stage_of(method: str, path: str) -> str | None:

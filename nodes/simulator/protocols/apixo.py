@@ -4,7 +4,8 @@ POST /apixo/generateTask/happyHorse and GET /apixo/statusTask/happyHorse?taskId=
 envelope {"code", "message", "data"}. Refusals listed in APIXO's HTTP status table (400 bad request,
 401 key, 404 task, 429 rate limit, 5xx) come with that HTTP status and the same envelope code; a bad parameter
 says what is wrong in data.error. The one refusal APIXO documents only as a body, {"code": 400, "message":
-"Insufficient credits"}, is sent inside an HTTP 200 reply, the quirk clients must handle.
+"Insufficient credits"}, is sent inside an HTTP 200 reply, the quirk clients must handle; injected faults can
+put a 429 or 5xx there too (`"http_status": 200`, see server.fault_middleware).
 Task states pending | processing | success | failed; success carries `resultJson`, a JSON string, and
 costTime in ms; failure carries failCode / failMsg. Media must be URLs (data: URIs are refused).
 Guesses kept in step with providers/apixo.py: the media fields `image_urls` / `video_url`; fields outside the
@@ -29,6 +30,10 @@ VIDEO_FIELD = "video_url"
 INPUT_FIELDS = {"mode", "prompt", "resolution", "ratio", "duration", "watermark", "seed", "audio_setting",
                 IMAGE_FIELD, VIDEO_FIELD}
 IMAGE_COUNTS = {"t2v": (0, 0), "i2v": (1, 1), "r2v": (1, 9), "edit": (0, 5)}
+
+# Where the submit reply keeps the task id and the poll reply the status word (for injected quirks).
+SUBMIT_ID = ("data", "taskId")
+STATUS_WORD = ("data", "state")
 
 
 def stage_of(method: str, path: str) -> str | None:
@@ -175,7 +180,7 @@ async def _parse_submit(sim: SimCore, body) -> JobSpec:
     for i, url in enumerate(images):
         field = f"input.{IMAGE_FIELD}[{i}]"
         data = await _fetch(sim, url, field)
-        check_image(data, field, 300 if mode == "i2v" else 400, max_bytes=10 << 20)
+        check_image(data, field, 400 if mode == "r2v" else 300, max_bytes=10 << 20)   # edit refs: 300 px
         if mode == "i2v":
             spec.first_frame = data
         else:

@@ -106,6 +106,8 @@ def check_video(data: bytes, field: str) -> float:
         raise HostError(400, "InvalidParameter", f"{field}: video duration {dur:.1f}s out of range 3-60s")
     if min(w, h) < 320 or max(w, h) > 2160:
         raise HostError(400, "InvalidParameter", f"{field}: video size {w}x{h} out of range")
+    if max(w, h) / min(w, h) > 2.5:
+        raise HostError(400, "InvalidParameter", f"{field}: video aspect ratio out of range 1:2.5..2.5:1")
     return dur
 
 

@@ -1,5 +1,8 @@
 """Simulated DashScope: /dashscope/api/v1/... exactly as providers.md section 1 describes.
 
+Video edit as its own API page says: an optional `parameters.ratio` (unset keeps the source's shape), a source
+video shaped 1:2.5..2.5:1, reference images with a short side >= 300 px and <= 10 MB.
+
 The temporary upload store is simulated too: getPolicy hands out an HMAC-signed OSS PostObject policy whose
 upload_host is /dashscope/oss on this server (under the prefix, so upload faults can be injected), and that
 route checks the form the way OSS does before storing the file in sim.blobs, where oss:// URLs resolve.
@@ -33,6 +36,10 @@ OSS_FORM_FIELDS = ("OSSAccessKeyId", "Signature", "policy", "key", "x-oss-object
                    "success_action_status")
 STATUS = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED",
           "canceled": "CANCELED"}
+
+# Where the submit reply keeps the task id and the poll reply the status word (for injected quirks).
+SUBMIT_ID = ("output", "task_id")
+STATUS_WORD = ("output", "task_status")
 
 
 def stage_of(method: str, path: str) -> str | None:
@@ -260,8 +267,10 @@ async def _parse_submit(sim: SimCore, body, request: web.Request) -> JobSpec:
     ratio = None
     if mode in ("t2v", "r2v"):
         ratio = params.get("ratio", "16:9")
-        if ratio not in ratios:
-            raise HostError(400, "InvalidParameter", f"parameters.ratio {ratio!r} not in {list(ratios)}")
+    elif mode == "edit":
+        ratio = params.get("ratio")         # optional: unset keeps the source video's shape
+    if ratio is not None and ratio not in ratios:
+        raise HostError(400, "InvalidParameter", f"parameters.ratio {ratio!r} not in {list(ratios)}")
     duration = 5
     if mode != "edit":
         duration = int_param(params.get("duration", 5), "parameters.duration", 3, 15)
@@ -306,7 +315,11 @@ async def _parse_submit(sim: SimCore, body, request: web.Request) -> JobSpec:
             check_image(data, f"input.media[{i}]", 300)
             spec.first_frame = data
         elif m["type"] == "reference_image":
-            check_image(data, f"input.media[{i}]", 400)
+            # Edit references follow the edit page (short side >= 300 px, <= 10 MB), r2v's 400 px otherwise.
+            if mode == "edit":
+                check_image(data, f"input.media[{i}]", 300, max_bytes=10 << 20)
+            else:
+                check_image(data, f"input.media[{i}]", 400)
             spec.reference_images.append(data)
         else:
             check_video(data, f"input.media[{i}]")

@@ -30,6 +30,10 @@ ERROR_TYPES = {400: ("invalid_request_error", "invalid_parameter"), 401: ("authe
                402: ("billing_error", "insufficient_credits"), 404: ("not_found_error", "not_found"),
                429: ("rate_limit_error", "rate_limit")}
 
+# Where the submit reply keeps the task id and the poll reply the status word (for injected quirks).
+SUBMIT_ID = ("id",)
+STATUS_WORD = ("status",)
+
 
 def stage_of(method: str, path: str) -> str | None:
     if method == "POST" and path.endswith("/v2/videos/generations"):

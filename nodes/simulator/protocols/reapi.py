@@ -1,10 +1,12 @@
 """Simulated reAPI: /reapi/api/v1/videos/generations and /reapi/api/v1/tasks/{id}, as [S4] and reAPI's pages describe.
 
 1.1 (`happyhorse-1-1`): `image_urls` = [first frame] (exactly one) -> i2v, `reference_image_urls` (1-9) -> r2v,
-both together -> 400 / 20002; resolution 720p | 1080p (default 720p). 1.0 (`happyhorse-1.0`): routing by
+both together -> 400 / 20002; resolution 720p | 1080p (default 720p); ratio `aspect_ratio`. Over-long 1.1 prompts
+are truncated (5000 / 2500 CJK), not refused. 1.0 (`happyhorse-1.0`, reAPI's 1.0 model page): routing by
 `video_url` > `first_frame_image` > `image_urls` (= references; 0-5 with a video), the first two exclusive with
-the others; resolution 720P | 1080P (default 1080P), `watermark` (default off), `seed`. Media must be public
-http(s) URLs: data: URIs -> 400 / 20002. Over-long prompts are truncated, not refused. Errors are
+the others; resolution 720P | 1080P (default 1080P), `watermark` (default off), `seed`; the ratio is `size`
+("16:9", ignored in i2v and edit) and `aspect_ratio` is refused; the prompt is at most 2500 characters (refused
+beyond). Media must be public http(s) URLs: data: URIs -> 400 / 20002. Errors are
 `{"error": {code, message, request_id}}` (auth: 10001 no header, 10002 not Bearer, 10003 bad key); a task is
 `{id, model, status: processing | completed | failed, created_at, output: {video_urls}, error}`, and a failed
 task's `error` is that same envelope.
@@ -31,17 +33,23 @@ SUBMIT_PATH = "/api/v1/videos/generations"
 TASKS_PATH = "/api/v1/tasks/"
 TASK_PREFIX = "task_"
 MODELS = {"happyhorse-1-1": "1.1", "happyhorse-1.0": "1.0"}
-FIELDS = {"1.1": ("image_urls", "reference_image_urls"),
-          "1.0": ("first_frame_image", "image_urls", "video_url", "audio_setting", "watermark", "seed")}
+FIELDS = {"1.1": ("image_urls", "reference_image_urls", "aspect_ratio"),
+          "1.0": ("first_frame_image", "image_urls", "video_url", "audio_setting", "watermark", "seed", "size")}
+RATIO_FIELD = {"1.1": "aspect_ratio", "1.0": "size"}
 RESOLUTIONS = {"1.1": ("720p", "1080p"), "1.0": ("720P", "1080P")}
 DEFAULT_RESOLUTION = {"1.1": "720p", "1.0": "1080P"}
 STATUS = {"queued": "processing", "running": "processing", "succeeded": "completed", "failed": "failed"}
-PROMPT_LIMIT = 5000                 # non-CJK characters; CJK count double (2500)
+PROMPT_LIMIT = 5000                 # 1.1: non-CJK characters; CJK count double (2500); truncated beyond
+PROMPT_LIMIT_10 = 2500              # 1.0: "<= 2500 chars"; refused beyond
 NOT_FOUND_CODE = 20004
 SERVER_ERROR_CODE = 90001
 FAILED_JOB_CODE = 60001
 SEED_MAX = 2147483647
 CODES = {400: 20002, 401: 10003, 402: 30001, 404: NOT_FOUND_CODE, 429: 50001}
+
+# Where the submit reply keeps the task id and the poll reply the status word (for injected quirks).
+SUBMIT_ID = ("id",)
+STATUS_WORD = ("status",)
 
 
 def stage_of(method: str, path: str) -> str | None:
@@ -155,13 +163,16 @@ async def _parse_submit(sim: SimCore, body) -> JobSpec:
     prompt = body.get("prompt", "")
     if not isinstance(prompt, str) or (mode != "i2v" and not prompt.strip()):
         raise _bad(f"prompt is required for {mode.upper()}")
+    if version == "1.0" and len(prompt) > PROMPT_LIMIT_10:
+        raise _bad(f"prompt must be at most {PROMPT_LIMIT_10} characters for {model}")
     resolution = body.get("resolution", DEFAULT_RESOLUTION[version])
     if resolution not in RESOLUTIONS[version]:
         raise _bad(f"resolution must be {' or '.join(RESOLUTIONS[version])}")
     ratios = RATIOS_11 if version == "1.1" else RATIOS_10
-    ratio = body.get("aspect_ratio", "16:9")
+    ratio_field = RATIO_FIELD[version]
+    ratio = body.get(ratio_field, "16:9")
     if ratio not in ratios:
-        raise _bad(f"aspect_ratio must be one of {' '.join(ratios)}")
+        raise _bad(f"{ratio_field} must be one of {' '.join(ratios)}")
     try:
         duration = int_param(body.get("duration", 5), "duration", 3, 15)
         seed = int_param(body.get("seed", 0), "seed", 0, SEED_MAX)
@@ -177,13 +188,15 @@ async def _parse_submit(sim: SimCore, body) -> JobSpec:
         if not url.startswith(("http://", "https://")):
             raise _bad("All media inputs must be public HTTP(S) URLs; base64 / data: URIs are rejected")
 
-    spec = JobSpec(provider="reapi", mode=mode, version=version, prompt=_truncate(prompt),
+    spec = JobSpec(provider="reapi", mode=mode, version=version,
+                   prompt=_truncate(prompt) if version == "1.1" else prompt,
                    resolution=resolution.lower(), aspect_ratio=ratio if mode in ("t2v", "r2v") else None,
                    duration_s=duration, seed=seed, watermark=watermark, audio_setting=audio, model=model)
     if first is not None:
         spec.first_frame = await _fetch_image(sim, first, "first frame", 300)
-    for i, url in enumerate(refs):
-        spec.reference_images.append(await _fetch_image(sim, url, f"reference image {i + 1}", 400))
+    for i, url in enumerate(refs):     # edit references follow the video-edit limits (300 px, 10 MB)
+        spec.reference_images.append(await _fetch_image(sim, url, f"reference image {i + 1}",
+                                                        *((300, 10 << 20) if mode == "edit" else (400, 20 << 20))))
     if video is not None:
         spec.source_video = await _fetch(sim, video, "video_url")
         check_video(spec.source_video, "video_url")
@@ -226,11 +239,11 @@ async def _fetch(sim: SimCore, url: str, what: str) -> bytes:
         raise _bad(f"{what}: {exc}") from None
 
 
-async def _fetch_image(sim: SimCore, url: str, what: str, min_side: int) -> bytes:
+async def _fetch_image(sim: SimCore, url: str, what: str, min_side: int, max_bytes: int = 20 << 20) -> bytes:
     from PIL import Image
 
     data = await _fetch(sim, url, what)
-    check_image(data, what, min_side)
+    check_image(data, what, min_side, max_bytes)
     with Image.open(io.BytesIO(data)) as im:
         if im.format not in ("JPEG", "PNG", "WEBP"):     # reAPI takes no BMP, unlike DashScope
             raise _bad(f"{what}: {im.format} is not accepted; use JPEG, PNG or WEBP")
