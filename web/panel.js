@@ -13,6 +13,7 @@ let status = null;            // GET /happyhorse/status
 let root = null;              // the tab's element while it is shown
 let clock = null;             // ticks elapsed / remaining on screen while jobs run and the tab is shown
 let message = "";
+const previews = new Map();   // ledger id -> its <video>, kept across renders so a preview does not reload
 
 async function getJSON(route, options) {
   const res = await api.fetchApi(route, options);
@@ -86,10 +87,11 @@ function addCollectNode(job) {
     render();
     return;
   }
-  const offset = app.canvas?.ds?.offset ?? [0, 0];
-  const scale = app.canvas?.ds?.scale ?? 1;
-  node.pos = [60 / scale - offset[0], 60 / scale - offset[1]];
+  // In the middle of what the canvas shows, so the user sees it arrive.
+  const [x, y, w, h] = app.canvas?.visible_area ?? [0, 0, 0, 0];
+  node.pos = [x + w / 2 - (node.size?.[0] ?? 0) / 2, y + h / 2 - (node.size?.[1] ?? 0) / 2];
   app.graph.add(node);
+  app.canvas?.selectNode?.(node);
   for (const [name, value] of [["provider", job.provider], ["task_id", job.task_id]]) {
     const widget = node.widgets?.find((w) => w.name === name);
     if (widget) {
@@ -136,6 +138,13 @@ function setupBlock() {
     ...setup.hints.map((h) => el("div", { class: "hh-hint" }, h)));
 }
 
+function preview(job) {
+  if (!previews.has(job.id)) {
+    previews.set(job.id, el("video", { src: videoURL(job), preload: "metadata", muted: "", controls: "", class: "hh-video" }));
+  }
+  return previews.get(job.id);
+}
+
 function jobRow(job) {
   const title = [job.provider_name, job.mode, job.version, job.resolution, job.duration_s ? `${job.duration_s}s` : ""]
     .filter(Boolean).join(" · ");
@@ -155,7 +164,7 @@ function jobRow(job) {
     job.prompt ? el("div", { class: "hh-prompt" }, job.prompt) : null,
     job.reason ? el("div", { class: "hh-reason" }, job.reason) : null,
     job.note ? el("div", { class: "hh-sub" }, job.note) : null,
-    job.has_video ? el("video", { src: videoURL(job), preload: "metadata", muted: "", controls: "", class: "hh-video" }) : null,
+    job.has_video ? preview(job) : null,
     el("div", { class: "hh-actions" }, actions));
 }
 
