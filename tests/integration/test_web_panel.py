@@ -14,7 +14,7 @@ import pytest
 from happyhorse.comfy.estimates import price_for_widgets
 
 from ..web.cdp import Browser, find_chromium
-from .conftest import CANARY_KEY, t2v_prompt
+from .conftest import CANARY_KEY, ledger_rows, t2v_prompt
 from .server import REPO, run_prompt
 
 pytestmark = pytest.mark.integration
@@ -114,6 +114,28 @@ def test_panel_shows_keys_as_yes_or_no_only(page):
     assert "DashScope: key set" in text and "reAPI: no key" in text
     html = page.evaluate("document.documentElement.outerHTML")
     assert CANARY_KEY not in html and "sk-hhcanary" not in html
+
+
+async def test_cancel_from_the_panel_stops_the_node_and_cancels_at_the_host(page, comfy, inner_sim_url):
+    from .test_comfy_cancel_concurrency import sim_call, sim_timing
+
+    open_panel(page)
+    prompt = f"a horse cancelled from the panel {time.time()}"
+    find_row = f"""[...document.querySelectorAll('[data-job]')].find(r => r.textContent.includes({json.dumps(prompt)}))"""
+    with sim_timing(inner_sim_url, queue_s=60, process_s=1):
+        run = asyncio.ensure_future(run_prompt(comfy, t2v_prompt(prompt, 11), timeout_s=60))
+        await asyncio.to_thread(page.wait_for, f"(r => r && r.dataset.state === 'queued' && "
+                                f"!!r.querySelector('[data-action=cancel]'))({find_row})", timeout=30,
+                                what="the queued job with a Cancel button")
+        page.evaluate(f"{find_row}.querySelector('[data-action=cancel]').click(), true")
+        result = await run
+    assert result.status == "error"
+    assert "cancelled at the provider too" in result.error_message(), result.error_message()
+    await asyncio.to_thread(page.wait_for, f"(r => r && r.dataset.state === 'cancelled')({find_row})",
+                            timeout=15, what="the row to say cancelled (pushed, not polled)")
+    job = next(r for r in ledger_rows(comfy) if r["prompt"] == prompt)
+    assert job["status"] == "canceled"
+    assert sim_call(inner_sim_url, "/_sim/stats")["jobs"][job["task_id"]]["canceled"] is True
 
 
 def vue_pill(page: Browser, node_id: int) -> list[str]:
