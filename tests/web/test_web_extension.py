@@ -1,8 +1,9 @@
-"""web/happyhorse.js in a real headless Chromium, without ComfyUI.
+"""web/happyhorse.js and web/panel.js in a real headless Chromium, without ComfyUI.
 
-A loopback server plays ComfyUI's part: it serves the real extension where ComfyUI serves a pack's web/ folder,
-stand-ins for ComfyUI's scripts/app.js and scripts/api.js (tests/web/harness/), and POST /api/happyhorse/price
-through the pack's own handler (nodes/comfy/routes.py), so every price comes from the engine's tables. Only the
+A loopback server plays ComfyUI's part: it serves the real extensions where ComfyUI serves a pack's web/ folder,
+stand-ins for ComfyUI's scripts/app.js and scripts/api.js (tests/web/harness/), and the pack's routes
+(POST /api/happyhorse/price, the panel's) through its own handlers (nodes/comfy/routes.py), so every price comes
+from the engine's tables. This host has no sidebar tabs and no settings: what an older frontend offers. Only the
 host is stood in for; the price protocol is the real one. Without Chromium every test here is skipped.
 """
 from __future__ import annotations
@@ -32,8 +33,9 @@ T2V_WIDGETS = {"prompt": "a horse on a beach", "provider": "simulator", "provide
 class HarnessServer:
     """The harness on 127.0.0.1, in a background thread with its own event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, home: Path) -> None:
         self.url = ""
+        self.home = home
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="web-harness", daemon=True)
         self._runner: web.AppRunner | None = None
@@ -49,7 +51,10 @@ class HarnessServer:
         app.router.add_get("/harness.js", _file("harness.js"))
         app.router.add_static("/scripts", HARNESS / "scripts")
         app.router.add_static("/extensions/comfyui-happyhorse", REPO / "web")   # as ComfyUI serves WEB_DIRECTORY
-        app.router.add_post("/api" + routes.ROUTE, routes.price)                # the pack's own handler
+        app.router.add_post("/api" + routes.ROUTE, routes.price)                # the pack's own handlers
+        panel = routes.Panel(self.home / "jobs.sqlite3", self.home / "output")
+        for method, path, handler in panel.routes():
+            app.router.add_route(method, "/api" + path, handler)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -83,7 +88,7 @@ def page(tmp_path_factory):
         reason = "no Chromium on PATH (chromium, chromium-browser or google-chrome): the browser tests need one"
         sys.stderr.write(f"\n[web] skipped: {reason}\n")
         pytest.skip(reason)
-    server = HarnessServer().start()
+    server = HarnessServer(tmp_path_factory.mktemp("harness-home")).start()
     browser = None
     try:
         browser = Browser(binary, tmp_path_factory.mktemp("chromium"), width=900, height=700).start()
@@ -128,8 +133,18 @@ def engine_label(node_type: str, widgets: dict) -> str:
 
 def test_extension_registers_with_the_app(harness):
     names = harness.evaluate("harness.app.extensions.map(e => e.name)")
-    assert names == ["happyhorse.pricePill"]
+    assert names == ["happyhorse.pricePill", "happyhorse.panel"]
     assert harness.evaluate("typeof harness.app.extensions[0].nodeCreated") == "function"
+
+
+def test_a_host_without_sidebar_tabs_or_settings_gets_no_panel_and_no_errors(harness):
+    # This host has no extensionManager: no sidebar tabs, no settings. Both extensions set up quietly, a job
+    # event from the server is taken in without a panel to show it, and the pill keeps its default (shown).
+    harness.evaluate("Promise.all(harness.app.extensions.map(e => e.setup?.())).then(() => true)")
+    harness.evaluate("""harness.api.dispatchEvent(new CustomEvent('happyhorse.job', {detail: {job: {id: 'a'.repeat(32),
+      state: 'running', created_at: Date.now() / 1000, elapsed_s: 1}}})), true""")
+    node = create(harness, T2V, T2V_WIDGETS)
+    expect_pill(harness, node, "free")
 
 
 def test_pill_follows_every_setting_with_the_engines_price(harness):
