@@ -20,8 +20,8 @@ from . import specs
 from .host import NodeProgress, ledger_path, output_dir, run_interruptibly
 from .params import Built, build_request, slot_order
 from .schema import build_schema
-from .tensors import (FrameLimits, audio_from_video, batch_pictures, decode_video_frames, frames_to_mp4, image_to_media,
-                      pictures_to_media)
+from .tensors import (FrameCollector, FrameLimits, audio_from_video, batch_pictures, decode_video_frames,
+                      frames_to_mp4, image_to_media, pictures_to_media)
 from .wiring import Wanted, dynprompt_nodes, wanted_outputs
 
 log = logging.getLogger("happyhorse")
@@ -83,28 +83,33 @@ async def generate(cls: type[ResultNode], built: Built, settings: RunSettings) -
     endpoint = await asyncio.to_thread(resolve_endpoint, built.provider)   # a missing key names its variable
     progress = NodeProgress(cls.hidden.unique_id, adapter.caps.display_name, built.notes, adapter.name)
     node_key, fingerprint = str(cls.hidden.unique_id), await asyncio.to_thread(req.fingerprint)
+    wanted = cls.wanted()
+    collector = FrameCollector(settings.limits) if wanted.frames else None
     last = _last_video.get(node_key)
     if settings.force_new and last is not None and last[0] == fingerprint and os.path.isfile(last[1].path):
         result = replace(last[1], origin="reused", billed_seconds=0.0, cost_usd=0.0)
     else:
         runner = JobRunner(endpoint, ledger=await asyncio.to_thread(Ledger, ledger_path()), all_caps=all_caps())
         opts = RunOptions(out_dir=output_dir(), timeout_s=float(settings.timeout_s), upload=built.upload,
-                          force_new=settings.force_new)
+                          force_new=settings.force_new, frames=collector)
         result = await run_interruptibly(
             lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled), progress)
         _last_video[node_key] = (fingerprint, result)
-    return await result_outputs(result, settings.limits, progress, cls.wanted())
+    return await result_outputs(result, settings.limits, progress, wanted, collector)
 
 
 _ORIGIN = {"reused": " (an identical earlier job: nothing submitted or billed again)",
            "attached": " (the identical job that was already running)"}
 
 
-async def result_outputs(result: JobResult, limits: FrameLimits, progress: NodeProgress,
-                         wanted: Wanted) -> io.NodeOutput:
-    """The six outputs. Frames and audio only when linked: unlinked, they are None and cost no decoding."""
-    # Decoding takes seconds for long clips: off the event loop, so side-by-side nodes keep ticking.
-    frames = await asyncio.to_thread(decode_video_frames, result.path, limits) if wanted.frames else None
+async def result_outputs(result: JobResult, limits: FrameLimits, progress: NodeProgress, wanted: Wanted,
+                         collector: FrameCollector | None) -> io.NodeOutput:
+    """The six outputs. Frames and audio only when linked: unlinked, they are None and cost no decoding.
+    Frames come from the download's verification pass when there was one (collector), else from a decode."""
+    frames = collector.frames() if collector is not None else None
+    if wanted.frames and frames is None:
+        # Decoding takes seconds for long clips: off the event loop, so side-by-side nodes keep ticking.
+        frames = await asyncio.to_thread(decode_video_frames, result.path, limits)
     audio = await asyncio.to_thread(audio_from_video, result.path, result.duration_s) if wanted.audio else None
     cost = result.cost_usd if result.cost_usd is not None else -1.0
     price = "free" if cost == 0 else (f"{cost:.2f} USD" if cost > 0 else "cost not reported")
@@ -227,8 +232,10 @@ class CollectJob(ResultNode):
                                 provider_id=endpoint.adapter.name)
         runner = JobRunner(endpoint, ledger=await asyncio.to_thread(Ledger, ledger_path()), all_caps=all_caps())
         run = RunSettings.read(settings)
-        opts = RunOptions(out_dir=output_dir(), timeout_s=float(run.timeout_s))
+        wanted = cls.wanted()
+        collector = FrameCollector(run.limits) if wanted.frames else None
+        opts = RunOptions(out_dir=output_dir(), timeout_s=float(run.timeout_s), frames=collector)
         result = await run_interruptibly(
             lambda cancelled: runner.collect(task_id, opts=opts, on_progress=progress, is_cancelled=cancelled),
             progress)
-        return await result_outputs(result, run.limits, progress, cls.wanted())
+        return await result_outputs(result, run.limits, progress, wanted, collector)

@@ -5,6 +5,7 @@ IMAGE is float32 [B,H,W,C] in 0..1; AUDIO is {"waveform": float32 [B,C,S], "samp
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -25,8 +26,10 @@ from ..engine.media import (
     decode_frames_into,
     encode_image,
     estimate_frames_bytes,
+    frame_rgb,
     plan_frames,
     probe_video,
+    store_frame,
 )
 from ..engine.request import MediaInput
 
@@ -168,6 +171,41 @@ def _spread(indices: list[int], keep: int) -> list[int]:
         return [indices[0]]
     last = len(indices) - 1
     return [indices[round(i * last / (keep - 1))] for i in range(keep)]
+
+
+class FrameCollector:
+    """A media.FrameSink: fills the frames output from the download's verification pass (one decode for both).
+
+    frames() is None until a verification pass has run (e.g. an earlier identical job's file was reused).
+    """
+
+    def __init__(self, limits: FrameLimits):
+        self.limits = limits
+        self._result: FramesResult | None = None
+        self._slots: dict[int, int] = {}
+        self._out: np.ndarray | None = None
+        self._written = 0
+
+    def begin(self, info: VideoInfo) -> None:
+        self._result = None            # a new attempt: drop the last one's tensor before allocating
+        plan, note = plan_output_frames(info, self.limits)
+        tensor = torch.empty((plan.count, plan.height, plan.width, 3), dtype=torch.float32)
+        self._result = FramesResult(frames=tensor, plan=plan, source_frames=info.frame_count, note=note)
+        self._slots = {index: slot for slot, index in enumerate(plan.indices)}
+        self._out, self._written = tensor.numpy(), 0
+
+    def take(self, index: int, frame: av.VideoFrame) -> None:
+        slot = self._slots.get(index)
+        if slot is None or self._result is None:
+            return
+        store_frame(frame_rgb(frame, self._result.plan), self._out[slot])
+        self._written = slot + 1
+
+    def frames(self) -> FramesResult | None:
+        if self._result is None:
+            return None
+        # The header's frame count can overstate the decodable frames by one or two.
+        return dataclasses.replace(self._result, frames=self._result.frames[:self._written])
 
 
 def decode_video_frames(path: str, limits: FrameLimits) -> FramesResult:

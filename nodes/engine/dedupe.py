@@ -56,7 +56,19 @@ def _inflight_for_loop() -> dict[Key, asyncio.Future]:
 
 async def find_earlier(key: Key, ledger: Ledger | None, display_name: str, watch: Watch) -> Earlier:
     """What to do instead of submitting, or None to submit. Raises SubmitUncertain when an identical submit
-    may have been billed without our knowing its task id (the user must decide)."""
+    may have been billed without our knowing its task id (the user must decide).
+
+    None is only answered when no identical run has claimed the submit meanwhile: the ledger is read on a
+    thread, and an identical run may claim it during that wait. The caller claims it right after, with no
+    await in between.
+    """
+    while True:
+        earlier = await _look(key, ledger, display_name, watch)
+        if earlier is not None or key not in _inflight_for_loop():
+            return earlier
+
+
+async def _look(key: Key, ledger: Ledger | None, display_name: str, watch: Watch) -> Earlier:
     inflight = _inflight_for_loop()
     if key in inflight:
         # The same request is being submitted in this process right now (e.g. two identical nodes).
@@ -69,12 +81,12 @@ async def find_earlier(key: Key, ledger: Ledger | None, display_name: str, watch
     if ledger is None:
         return None
     provider, base_url, fingerprint = key
-    prior = ledger.find_fingerprint(fingerprint, provider, base_url)
+    prior = await asyncio.to_thread(ledger.find_fingerprint, fingerprint, provider, base_url)
     # An identical submit in flight right now (another node, another process): wait for its task id.
     while (prior is not None and prior.status == LedgerStatus.SUBMITTING
            and time.time() - prior.created_at < SUBMIT_GRACE_S):
         await watch.sleep(0.5)
-        prior = ledger.get(prior.id)
+        prior = await asyncio.to_thread(ledger.get, prior.id)
     if prior is None or time.time() - prior.created_at > RESULT_LIFETIME_S:
         return None
     if prior.status == LedgerStatus.DONE and prior.local_path and os.path.isfile(prior.local_path):

@@ -13,6 +13,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -20,6 +21,9 @@ from .errors import DownloadError
 from .http import Transport
 from .ledger import LedgerEntry, LedgerStatus
 from .progress import Phase, Watch
+
+if TYPE_CHECKING:
+    from .media import FrameSink
 
 
 def safe_name(text: str, limit: int = 40) -> str:
@@ -35,9 +39,11 @@ def target_path(out_path: str | None, out_dir: str, provider: str, mode: str, ta
 
 
 async def download_video(transport: Transport, url: str, target: Path, watch: Watch, entry: LedgerEntry, *,
-                         task_id: str, provider: str, attempts: int, max_bytes: int) -> str:
+                         task_id: str, provider: str, attempts: int, max_bytes: int, sink: FrameSink | None = None
+                         ) -> str:
     """Download url to target, verified; returns the path. After `attempts` failures (or one that retrying
-    cannot fix) the job is recorded as download_failed and DownloadError says how to collect it again."""
+    cannot fix) the job is recorded as download_failed and DownloadError says how to collect it again.
+    sink receives the pictures of the verification pass (see media.verify_video)."""
     from .media import MediaError, verify_video      # PyAV loads only when a video is actually fetched
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +55,8 @@ async def download_video(transport: Transport, url: str, target: Path, watch: Wa
             with os.fdopen(fd, "wb") as fh:
                 await watch.guard(transport.download(url, fh, max_bytes=max_bytes))
             watch.update(Phase.VERIFYING)
-            verify_video(part)
+            # Seconds for a long 1080p clip: on a thread, so other jobs and the cancel checks keep running.
+            await asyncio.to_thread(verify_video, part, sink)
             # mkstemp made it owner-only; a finished video gets a normal file's permissions (rw-r--r--).
             os.chmod(part, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
             os.replace(part, target)      # atomic: a reader never sees a partial file
@@ -62,7 +69,7 @@ async def download_video(transport: Transport, url: str, target: Path, watch: Wa
             if os.path.exists(part):
                 os.unlink(part)
         await watch.sleep(min(2.0 ** attempt, 8.0))
-    entry.mark(LedgerStatus.DOWNLOAD_FAILED, error=last_error)
+    await entry.mark(LedgerStatus.DOWNLOAD_FAILED, error=last_error)
     raise DownloadError(f"Task {task_id} succeeded but its video could not be downloaded intact ({last_error}). "
                         f"Nothing was handed on. Collect it again with `happyhorse jobs collect {task_id} "
                         f"--provider {provider}` (result URLs usually expire after 24 h).")

@@ -77,44 +77,44 @@ class Follower:
             reply = await self.watch.guard(self.transport.call(self.adapter.poll_call(self.task_id)),
                                            on_cancel=self.cancel)
             status = self.adapter.parse_poll(reply)
-            self._record(status)
+            await self._record(status)
             if status.state.finished:
-                return self._finished(status)
+                return await self._finished(status)
             self.watch.update(Phase.QUEUED if status.state == JobState.QUEUED else Phase.RUNNING)
             now = time.monotonic()
             if status.state == JobState.RUNNING and running_since is None:
                 running_since = now
             if running_since is not None and now - running_since > self.timeout_s:
-                self.entry.mark(LedgerStatus.TIMED_OUT)
+                await self.entry.mark(LedgerStatus.TIMED_OUT)
                 raise JobTimeout(f"Task {self.task_id} is still running after {self.timeout_s:.0f} s. It was not "
                                  f"cancelled; collect it later with `happyhorse jobs collect {self.task_id} "
                                  f"--provider {self.adapter.name}` or the Collect node.", task_id=self.task_id)
             if (running_since is None and self.queue_timeout_s is not None
                     and now - started > self.queue_timeout_s):
-                self.entry.mark(LedgerStatus.TIMED_OUT)
+                await self.entry.mark(LedgerStatus.TIMED_OUT)
                 raise JobTimeout(f"Task {self.task_id} is still queued after {self.queue_timeout_s:.0f} s; it was "
                                  f"not cancelled and can be collected later.", task_id=self.task_id)
             delay = next_poll_delay(self.watch.elapsed(), expected, *self.bounds)
             await self.watch.sleep(delay, on_cancel=self.cancel)
 
-    def _record(self, status: JobStatus) -> None:
+    async def _record(self, status: JobStatus) -> None:
         if status.state != self.state:
             log.info("task %s: %s", self.task_id, status.raw_state or status.state)
-            self.entry.mark(LedgerStatus.of(status.state))
+            await self.entry.mark(LedgerStatus.of(status.state))
             self.state = status.state
 
-    def _finished(self, status: JobStatus) -> JobStatus:
+    async def _finished(self, status: JobStatus) -> JobStatus:
         """The succeeded status, or the error for any other final state."""
         task_id = self.task_id
         if status.state == JobState.SUCCEEDED:
             if not status.video_url:
                 raise ProviderError(f"{self.name} reported success without a video URL (task {task_id})",
                                     kind="protocol")
-            self.entry.mark(video_url=status.video_url)
+            await self.entry.mark(video_url=status.video_url)
             return status
         if status.state == JobState.FAILED:
             reason = status.error_message or status.error_code or "no reason given"
-            self.entry.mark(error=reason)
+            await self.entry.mark(error=reason)
             raise JobFailed(f"{self.name} reports task {task_id} failed: {reason}. "
                             f"Failed jobs are normally not billed.", task_id=task_id, code=status.error_code)
         if status.state == JobState.CANCELED:
@@ -127,8 +127,8 @@ class Follower:
         it, and raise JobCancelled saying so."""
         outcome = await self._cancel_at_provider()
         if outcome is not CancelOutcome.CANCELLED:
-            self.entry.mark(LedgerStatus.ABANDONED,
-                            error=f"stopped by the user while {self.state.value if self.state else 'submitting'}")
+            await self.entry.mark(LedgerStatus.ABANDONED,
+                                  error=f"stopped by the user while {self.state.value if self.state else 'submitting'}")
         collect = ("" if outcome is CancelOutcome.CANCELLED else
                    f"Collect it later with `happyhorse jobs collect {self.task_id} --provider "
                    f"{self.adapter.name}` or the Collect node.")
@@ -146,5 +146,5 @@ class Follower:
             await asyncio.wait_for(self.transport.call(call), timeout=5)
         except (ProviderError, asyncio.TimeoutError, aiohttp.ClientError):
             return CancelOutcome.REFUSED
-        self.entry.mark(LedgerStatus.CANCELED)
+        await self.entry.mark(LedgerStatus.CANCELED)
         return CancelOutcome.CANCELLED

@@ -6,6 +6,7 @@ collect) - never the request's Authorization.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -215,6 +216,7 @@ class LedgerEntry:
         self.ledger = ledger
         self.id = job_id if ledger is not None else None
 
-    def mark(self, status: LedgerStatus | None = None, **fields: Any) -> None:
+    async def mark(self, status: LedgerStatus | None = None, **fields: Any) -> None:
+        # SQLite may wait up to its timeout for another process's lock: never on the event loop.
         if self.ledger is not None and self.id is not None:
-            self.ledger.update(self.id, status=status, **fields)
+            await asyncio.to_thread(self.ledger.update, self.id, status=status, **fields)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import av
 import numpy as np
@@ -185,7 +185,19 @@ def probe_video_bytes(data: bytes) -> VideoInfo:
         return _describe(container, len(data))
 
 
-def verify_video(path: PathLike) -> VideoInfo:
+class FrameSink(Protocol):
+    """Takes the pictures verify_video decodes anyway, so frames wanted from a download cost no second decode.
+
+    begin() is called once the headers are read (again for every verification attempt: start afresh), then
+    take() with each decoded picture in order. What a sink gathered counts only if verify_video returns.
+    """
+
+    def begin(self, info: VideoInfo) -> None: ...
+
+    def take(self, index: int, frame: av.VideoFrame) -> None: ...
+
+
+def verify_video(path: PathLike, sink: FrameSink | None = None) -> VideoInfo:
     """Prove a downloaded video is usable before it counts: decode every packet, strictly, to the end.
 
     A paid result is worth a full decode (about 0.1 s for 5 s of 720p here, a few seconds for 15 s of 1080p
@@ -193,10 +205,13 @@ def verify_video(path: PathLike) -> VideoInfo:
     decoders would otherwise conceal into errors, so garbage anywhere in the file fails, as do truncation,
     a missing or damaged header or index, and files that are not video.
     Does not detect: damage that still decodes as valid bitstream (e.g. flipped bits inside residual data).
+    sink, if given, receives every decoded picture of that same pass.
     """
     size_bytes = os.path.getsize(path)
     with _open_input(path) as container:
         info = _describe(container, size_bytes)
+        if sink is not None:
+            sink.begin(info)
         video = container.streams.video[0]
         streams = [video, *container.streams.audio]
         for stream in streams:
@@ -210,6 +225,8 @@ def verify_video(path: PathLike) -> VideoInfo:
                     raise MediaError("the video is corrupt: a packet is flagged as damaged")
                 for frame in packet.decode():
                     if packet.stream is video:
+                        if sink is not None:
+                            sink.take(frames, frame)
                         frames += 1
                         if frame.pts is not None:
                             video_end_s = float((frame.pts + (frame.duration or 0)) * video.time_base)
@@ -269,6 +286,16 @@ def plan_frames(info: VideoInfo, max_frames: int = 0, frame_step: int = 1, max_s
     return FramePlan(indices=stepped, width=width, height=height, count=len(stepped))
 
 
+def frame_rgb(frame: av.VideoFrame, plan: FramePlan) -> np.ndarray:
+    """One decoded picture as uint8 [H,W,3] at the planned size."""
+    return frame.reformat(width=plan.width, height=plan.height, format="rgb24").to_ndarray()
+
+
+def store_frame(rgb: np.ndarray, out: np.ndarray) -> None:
+    """uint8 pixels into float32 0..1 memory the caller owns, with no float copy in between."""
+    np.divide(rgb, np.float32(255.0), out=out)
+
+
 def estimate_frames_bytes(plan: FramePlan) -> int:
     """Bytes the planned frames take as float32 RGB (ComfyUI's IMAGE layout)."""
     return plan.count * plan.height * plan.width * 3 * 4
@@ -289,8 +316,7 @@ def _iter_planned_frames(path: PathLike, plan: FramePlan) -> Iterator[tuple[int,
             for index, frame in enumerate(container.decode(stream)):
                 if index != next_index:
                     continue
-                rgb = frame.reformat(width=plan.width, height=plan.height, format="rgb24")
-                yield slot, rgb.to_ndarray()
+                yield slot, frame_rgb(frame, plan)
                 step = next(wanted, None)
                 if step is None:
                     return
@@ -309,7 +335,7 @@ def decode_frames_into(path: PathLike, plan: FramePlan, out: np.ndarray) -> int:
         raise ValueError(f"out must be float32 shaped {expected}, got {out.dtype} {out.shape}")
     written = 0
     for slot, rgb in _iter_planned_frames(path, plan):
-        np.divide(rgb, np.float32(255.0), out=out[slot])
+        store_frame(rgb, out[slot])
         written = slot + 1
     return written
 

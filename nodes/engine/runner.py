@@ -25,8 +25,9 @@ the job at the provider or to collect it later).
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import aiohttp
 
@@ -44,6 +45,9 @@ from .submit import provider_slot, submit
 from .uploads import prepare_media
 from .validation import validate_request
 
+if TYPE_CHECKING:
+    from .media import FrameSink
+
 __all__ = ["JobResult", "JobRunner", "Origin", "Phase", "Progress", "RunOptions", "check_request"]
 
 
@@ -59,6 +63,9 @@ class RunOptions:
     poll_bounds: tuple[float, float] | None = None   # (min, max) seconds between polls; None: the adapter's
     expected_s: float | None = None           # expected submit-to-result time; None: the adapter's estimate
     upload: str = "auto"                      # how input files reach the provider: uploads.UPLOAD_CHOICES
+    # Gets the pictures of the download's verification pass (media.FrameSink): frames at no second decode.
+    # Not called when an identical earlier job's file is reused (nothing is downloaded then).
+    frames: FrameSink | None = None
 
 
 class Origin(TextEnum):
@@ -133,14 +140,15 @@ class JobRunner:
         opts = opts or RunOptions()
         watch = Watch(on_progress, is_cancelled)
         watch.update(Phase.VALIDATING)
-        req, est = self.check(req)
+        # Probing an edit source and hashing input bytes take a while on big inputs: off the event loop.
+        req, est = await asyncio.to_thread(self.check, req)
         watch.estimate = est
-        key = (self.adapter.name, self.endpoint.base_url, req.fingerprint())
+        key = (self.adapter.name, self.endpoint.base_url, await asyncio.to_thread(req.fingerprint))
 
         earlier = None if opts.force_new else await dedupe.find_earlier(
             key, self.ledger, self.adapter.caps.display_name, watch)
         if isinstance(earlier, dedupe.Reuse):
-            return self._reuse(earlier.record, req, opts, watch)
+            return await self._reuse(earlier.record, req, opts, watch)
         if isinstance(earlier, dedupe.Attach):
             return await self._attach(earlier.task_id, earlier.ledger_id, req, est, opts, watch)
 
@@ -151,8 +159,9 @@ class JobRunner:
             async with provider_slot(self.adapter.name, self.adapter.caps.max_concurrent_jobs):
                 # Recorded only once a slot is ours, right before the POST: a 'submitting' record is then never
                 # older than one submit, so an old one can only mean the process died mid-submit.
-                entry = LedgerEntry(self.ledger, self.ledger.create(req, self.adapter.name, self.endpoint.base_url)
-                                    if self.ledger is not None else None)
+                job_id = None if self.ledger is None else await asyncio.to_thread(
+                    self.ledger.create, req, self.adapter.name, self.endpoint.base_url)
+                entry = LedgerEntry(self.ledger, job_id)
                 async with self._transport() as transport:
                     watch.update(Phase.SUBMITTING)
                     task_id = await submit(self.adapter, transport, req, media, entry)
@@ -169,9 +178,9 @@ class JobRunner:
         watch.task_id = task_id
         entry = LedgerEntry(None, None)
         if self.ledger is not None:
-            rec = self.ledger.find_task(task_id, self.adapter.name)
-            entry = LedgerEntry(self.ledger, rec.id if rec else self.ledger.create_collect(
-                self.adapter.name, self.endpoint.base_url, task_id))
+            rec = await asyncio.to_thread(self.ledger.find_task, task_id, self.adapter.name)
+            entry = LedgerEntry(self.ledger, rec.id if rec else await asyncio.to_thread(
+                self.ledger.create_collect, self.adapter.name, self.endpoint.base_url, task_id))
             if req is None and rec is not None and rec.mode:
                 req = GenerationRequest(mode=rec.mode, version=rec.version, prompt=rec.prompt,
                                         resolution=rec.params.get("resolution", "720p"),
@@ -184,14 +193,14 @@ class JobRunner:
             return await self._follow(transport, task_id, req, est, opts, watch, entry, cancel_job=False)
 
     # --- the three ways to a result ----------------------------------------------------------------
-    def _reuse(self, prior, req: GenerationRequest, opts: RunOptions, watch: Watch) -> JobResult:
+    async def _reuse(self, prior, req: GenerationRequest, opts: RunOptions, watch: Watch) -> JobResult:
         """An identical job's finished video, handed back without submitting anything."""
         from .media import probe_video
 
-        path = copy_reused(prior.local_path, opts.out_path)
+        path = await asyncio.to_thread(copy_reused, prior.local_path, opts.out_path)
         watch.task_id = prior.task_id
         watch.update(Phase.REUSED, detail=f"same request as task {prior.task_id}; nothing submitted or billed")
-        info = probe_video(path)
+        info = await asyncio.to_thread(probe_video, path)
         return JobResult(path=path, task_id=prior.task_id or "", provider=self.adapter.name, mode=req.mode,
                          version=req.version, billed_seconds=0.0, cost_usd=0.0, video_url=prior.video_url,
                          ledger_id=prior.id, width=info.width, height=info.height, duration_s=info.duration_s,
@@ -201,7 +210,7 @@ class JobRunner:
                       opts: RunOptions, watch: Watch) -> JobResult:
         """Follow a job an identical request already paid for, instead of submitting again."""
         if ledger_id is None and self.ledger is not None:
-            rec = self.ledger.find_task(task_id, self.adapter.name)
+            rec = await asyncio.to_thread(self.ledger.find_task, task_id, self.adapter.name)
             ledger_id = rec.id if rec else None
         watch.task_id = task_id
         # Kept on every later progress line: the phase itself passes too fast to be seen.
@@ -227,12 +236,12 @@ class JobRunner:
                 transport, status.video_url, target_path(opts.out_path, opts.out_dir, self.adapter.name, req.mode,
                                                          task_id),
                 watch, entry, task_id=task_id, provider=self.adapter.name, attempts=opts.download_attempts,
-                max_bytes=opts.max_download_bytes)
+                max_bytes=opts.max_download_bytes, sink=opts.frames)
         finally:
             await watch.stop_ticker()
-        info = probe_video(path)
+        info = await asyncio.to_thread(probe_video, path)
         billed, cost = self._charges(status, est)
-        entry.mark(LedgerStatus.DONE, local_path=path, billed_seconds=billed, cost_usd=cost)
+        await entry.mark(LedgerStatus.DONE, local_path=path, billed_seconds=billed, cost_usd=cost)
         watch.update(Phase.DONE, detail=path)
         return JobResult(path=path, task_id=task_id, provider=self.adapter.name, mode=req.mode, version=req.version,
                          billed_seconds=billed, cost_usd=cost, video_url=status.video_url, ledger_id=entry.id,

@@ -39,11 +39,11 @@ async def submit(adapter, transport: Transport, req: GenerationRequest, media: l
         reply = await transport.submit(call, ok=adapter.submit_ok)
         task_id = adapter.parse_submit(reply)
     except SubmitUncertain as exc:
-        entry.mark(LedgerStatus.UNCERTAIN, error=str(exc))
+        await entry.mark(LedgerStatus.UNCERTAIN, error=str(exc))
         raise
     except ProviderError as exc:
-        entry.mark(LedgerStatus.REJECTED, error=str(exc))
+        await entry.mark(LedgerStatus.REJECTED, error=str(exc))
         raise
-    entry.mark(LedgerStatus.SUBMITTED, task_id=task_id)
+    await entry.mark(LedgerStatus.SUBMITTED, task_id=task_id)
     log.info("%s accepted the job: task %s (ledger %s)", adapter.name, task_id, entry.id)
     return task_id

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from happyhorse.comfy import tensors
 from happyhorse.comfy.tensors import (
+    FrameCollector,
     FrameLimits,
     audio_from_video,
     batch_to_media,
@@ -24,7 +25,7 @@ from happyhorse.comfy.tensors import (
     plan_output_frames,
 )
 from happyhorse.engine.errors import HappyHorseError
-from happyhorse.engine.media import VideoInfo, decode_image, probe_video
+from happyhorse.engine.media import MediaError, VideoInfo, decode_image, probe_video, verify_video
 
 COMFY_DIR = Path(__file__).resolve().parents[2] / "nodes" / "comfy"
 HOST_NEUTRAL = ("specs.py", "params.py", "estimates.py", "display.py", "tensors.py")
@@ -157,6 +158,31 @@ def test_memory_ceiling_thins_frames_keeping_first_and_last(tmp_path):
     assert result.plan.indices[0] == 0 and result.plan.indices[-1] == 23
     assert result.frames.untyped_storage().nbytes() <= 1024 * 1024
     assert "7 of 24 frames" in result.note and "1 MB" in result.note
+
+
+@pytest.mark.parametrize("limits", [FrameLimits(), FrameLimits(frame_step=4), FrameLimits(max_frames=5, max_side=64),
+                                    FrameLimits(max_mb=1)])
+def test_verification_pass_gives_the_same_frames_as_a_decode(tmp_path, limits):
+    """Frames wanted from a download come out of verify_video's own decode: no second pass over the clip."""
+    path = str(clip(tmp_path))
+    collector = FrameCollector(limits)
+    assert collector.frames() is None                    # nothing verified yet: the node would decode
+    verify_video(path, collector)
+    one_pass, decoded = collector.frames(), decode_video_frames(path, limits)
+    assert one_pass.plan == decoded.plan and one_pass.note == decoded.note
+    assert one_pass.source_frames == decoded.source_frames
+    assert torch.equal(one_pass.frames, decoded.frames)
+
+
+def test_a_failed_verification_attempt_leaves_no_frames_behind(tmp_path):
+    path = clip(tmp_path)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    collector = FrameCollector(FrameLimits())
+    with pytest.raises(MediaError):
+        verify_video(str(cut), collector)
+    verify_video(str(path), collector)                   # the retry starts afresh
+    assert torch.equal(collector.frames().frames, decode_video_frames(str(path), FrameLimits()).frames)
 
 
 def test_default_ceiling_on_a_15_second_1080p_clip():

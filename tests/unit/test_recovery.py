@@ -135,3 +135,17 @@ async def test_process_died_mid_submit_is_not_silently_repaid(runner, sim, tmp_p
         await runner.run(REQ.with_(seed=22), RunOptions(out_dir=str(tmp_path)))
     assert "never got an answer" in str(err.value)
     assert stats(sim)["submissions"] == {}
+
+
+async def test_frames_come_from_the_download_check_and_a_reused_file_leaves_them_to_the_caller(runner, tmp_path):
+    import torch
+    from happyhorse.comfy.tensors import FrameCollector, FrameLimits, decode_video_frames
+
+    limits = FrameLimits(frame_step=6)
+    fetched = FrameCollector(limits)
+    first = await runner.run(REQ.with_(seed=12), RunOptions(out_dir=str(tmp_path), frames=fetched))
+    assert torch.equal(fetched.frames().frames, decode_video_frames(first.path, limits).frames)
+    reused = FrameCollector(limits)
+    again = await runner.run(REQ.with_(seed=12), RunOptions(out_dir=str(tmp_path), frames=reused))
+    assert again.origin == "reused" and reused.frames() is None    # nothing downloaded: the node decodes
+
