@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .specs import CATEGORY, RESULT_OUTPUTS, Field, NodeSpec, Output
+from .specs import CATEGORY, SEARCH_ALIASES, Field, NodeSpec, Output, hidden_inputs
 
 _SOCKETS = {"IMAGE": io.Image, "VIDEO": io.Video, "AUDIO": io.Audio}
 _OUTPUTS = {"VIDEO": io.Video, "IMAGE": io.Image, "AUDIO": io.Audio, "STRING": io.String, "FLOAT": io.Float}
@@ -47,8 +47,7 @@ def build_schema(spec: NodeSpec) -> io.Schema:
         description=spec.description,
         inputs=[to_input(f) for f in spec.fields],
         outputs=[to_output(o) for o in spec.outputs],
-        # DYNPROMPT tells a result node which of its outputs are linked, so it decodes only those (wiring.py).
-        hidden=[io.Hidden.unique_id, *([io.Hidden.dynprompt] if spec.outputs == RESULT_OUTPUTS else [])],
+        hidden=[io.Hidden[name] for name in hidden_inputs(spec)],
         is_output_node=spec.is_output_node,
-        search_aliases=["happyhorse", "happy horse", "alibaba video", "dashscope"],
+        search_aliases=list(SEARCH_ALIASES),
     )

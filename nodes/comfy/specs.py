@@ -20,6 +20,10 @@ from ..providers.registry import ADAPTERS
 CATEGORY = "HappyHorse"
 ID_PREFIX = "HappyHorsePack."
 SIMULATOR = "simulator"
+SEARCH_ALIASES = ("happyhorse", "happy horse", "alibaba video", "dashscope")
+# The folder name ComfyUI finds the pack under in custom_nodes/ (the registry's name); it lists our nodes'
+# python_module as custom_nodes.<folder>.
+PACK_FOLDER = "comfyui-happyhorse"
 
 # IMAGE frames are float32; this is the default ceiling for the frames output (see frame_fields).
 FRAMES_MAX_MB_DEFAULT = 2048
@@ -273,6 +277,12 @@ def collect_job() -> NodeSpec:
                     "job started elsewhere - without paying again." + FRAMES_NOTE, fields, RESULT_OUTPUTS)
 
 
+def hidden_inputs(spec: NodeSpec) -> tuple[str, ...]:
+    """What ComfyUI passes the node besides its inputs (io.Hidden names). DYNPROMPT tells a result node which
+    of its outputs are linked, so it decodes only those (wiring.py)."""
+    return ("unique_id", *(("dynprompt",) if spec.outputs == RESULT_OUTPUTS else ()))
+
+
 def node_specs() -> list[NodeSpec]:
     return [text2video(), image2video(), reference2video(), video_edit(), cost_estimate(), collect_job()]
 
@@ -281,18 +291,39 @@ def node_specs() -> list[NodeSpec]:
 
 
 def object_info(spec: NodeSpec) -> dict[str, Any]:
-    """Render a spec the way ComfyUI's /object_info lists a V3 node (the parts workflows depend on)."""
+    """Render a spec exactly as ComfyUI 0.33's /object_info lists the V3 node schema.py builds from it.
+
+    tests/integration/golden_object_info.json freezes this; the integration tests check that a live ComfyUI
+    reports exactly the same, so this rendering cannot drift from what users' ComfyUI shows.
+    """
     required, optional = _inputs_dict(spec.fields)
+    # ComfyUI adds prompt and extra_pnginfo to the hidden inputs of every output node.
+    hidden = [*hidden_inputs(spec), *(["prompt", "extra_pnginfo"] if spec.is_output_node else [])]
+    inputs = {"required": required, **({"optional": optional} if optional else {}),
+              "hidden": {name: [name.upper()] for name in hidden}}
     return {
-        "input": {"required": required, **({"optional": optional} if optional else {})},
-        "input_order": {"required": list(required), **({"optional": list(optional)} if optional else {})},
+        "input": inputs,
+        "input_order": {section: list(names) for section, names in inputs.items()},
+        "is_input_list": False,
         "output": [o.kind for o in spec.outputs],
+        "output_is_list": [False for _ in spec.outputs],
         "output_name": [o.id for o in spec.outputs],
+        "output_tooltips": [o.tooltip or None for o in spec.outputs],
+        "output_matchtypes": None,
         "name": spec.node_id,
         "display_name": spec.display_name,
         "description": spec.description,
+        "python_module": f"custom_nodes.{PACK_FOLDER}",
         "category": CATEGORY,
         "output_node": spec.is_output_node,
+        "deprecated": False,
+        "experimental": False,
+        "dev_only": False,
+        "api_node": False,
+        "price_badge": None,
+        "search_aliases": list(SEARCH_ALIASES),
+        "essentials_category": None,
+        "has_intermediate_output": False,
     }
 
 
@@ -326,9 +357,12 @@ def _input_entry(f: Field) -> list:
     if f.kind == "STRING":
         opts["multiline"] = f.multiline
     if f.kind == "COMBO":
+        opts["multiselect"] = False
         opts["options"] = list(f.options)
     if f.control_after_generate:
         opts["control_after_generate"] = True
+    if f.kind == "INT":
+        opts["display"] = "number"
     if f.advanced:
         opts["advanced"] = True
     return [f.kind, opts]

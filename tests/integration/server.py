@@ -25,7 +25,7 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "comfyui-happyhorse"
-START_TIMEOUT_S = 180
+START_TIMEOUT_S = 600       # a loaded 2-core machine has taken over 100 s
 
 
 def free_port() -> int:

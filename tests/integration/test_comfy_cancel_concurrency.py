@@ -14,7 +14,9 @@ from .server import REPO, run_prompt
 
 pytestmark = pytest.mark.integration
 
-CANCEL_WITHIN_S = 2.0
+# The job sits 60 s in the provider's queue: stopping well before that shows the node did not wait for it.
+# Generous on purpose (typically under a second here): this checks behaviour on a loaded 2-core machine, not speed.
+CANCEL_WITHIN_S = 20.0
 
 
 def sim_call(url: str, path: str, body: dict | None = None) -> dict:
@@ -100,11 +102,12 @@ async def test_side_by_side_jobs_overlap(comfy, object_info, inner_sim_url):
     each = [a1 - a0, b1 - b0]
     print(f"\nside by side: jobs took {each[0]:.1f} s and {each[1]:.1f} s at the provider, overlapped "
           f"{overlap:.1f} s; graph wall time {wall:.1f} s")
-    assert overlap > 0.8 * min(each), "the two jobs ran one after the other"
-    assert abs(a0 - b0) < 1.0, "both jobs were submitted together"
+    # One after the other would mean no overlap at all; slack for a loaded machine.
+    assert overlap > 0.5 * min(each), "the two jobs ran one after the other"
+    assert abs(a0 - b0) < 0.5 * min(each), "both jobs were submitted together"
 
-    # Both nodes tick about once a second while they wait, side by side.
+    # Both nodes tick about once a second while they wait (5 s at the provider), side by side.
     for node in ("1", "2"):
         elapsed = [int(t.split("Time elapsed: ")[1].split("s")[0]) for _, n, t in result.texts
                    if n == node and "Time elapsed: " in t]
-        assert len(set(elapsed)) >= 4 and elapsed == sorted(elapsed), elapsed
+        assert len(set(elapsed)) >= 3 and elapsed == sorted(elapsed), elapsed

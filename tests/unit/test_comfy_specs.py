@@ -15,6 +15,8 @@ from happyhorse.engine.runner import Progress
 from happyhorse.providers import registry
 from happyhorse.providers.simulator import SimulatorAdapter
 
+from tests.integration import golden
+
 
 def field(fields, name):
     return next(f for f in fields if f.id == name)
@@ -42,6 +44,13 @@ def test_node_ids_are_prefixed_unique_and_in_one_category():
     ids = [s.node_id for s in specs.node_specs()]
     assert len(set(ids)) == 6 and all(i.startswith("HappyHorsePack.") for i in ids)
     assert all(specs.object_info(s)["category"] == "HappyHorse" for s in specs.node_specs())
+
+
+def test_specs_render_exactly_the_committed_object_info():
+    """A schema change must come with a regenerated golden file: the diff is what reviewers see."""
+    assert set(golden.load()) == {s.node_id for s in specs.node_specs()}
+    problem = golden.mismatch(golden.render(), "the specs' rendering")
+    assert not problem, problem
 
 
 def test_no_widget_can_hold_a_secret():
