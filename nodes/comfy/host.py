@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from ..providers.registry import ADAPTERS
 from .display import progress_fraction, progress_text
 
 T = TypeVar("T")
+log = logging.getLogger("happyhorse")
 # After an interrupt, how long one node waits for its siblings to cancel their own jobs at the provider
 # before it reports the interruption (ComfyUI then ends the prompt and would cut their cancel calls short).
 PEER_CANCEL_WAIT_S = 6.0
@@ -36,11 +39,22 @@ def ledger_path() -> Path:
     return Path(folder_paths.get_user_directory()) / "happyhorse" / "jobs.sqlite3"
 
 
+# One thread for job events: the ledger is read off the event loop, and events leave in the order they were asked.
+_events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="happyhorse-events")
+
+
+def _send_job_event(provider: str, task_id: str) -> None:
+    try:
+        rec = Ledger(ledger_path()).find_task(task_id, provider)
+        if rec is not None:
+            PromptServer.instance.send_sync(JOB_EVENT, {"job": job_view(rec, ADAPTERS, output_dir())})
+    except Exception as exc:          # an event is a courtesy: never let it disturb the run
+        log.warning("HappyHorse: could not tell the page about task %s (%s)", task_id, exc)
+
+
 def push_job_event(provider: str, task_id: str) -> None:
     """Tell every open page how this job stands now (read back from the ledger: the one record of it)."""
-    rec = Ledger(ledger_path()).find_task(task_id, provider)
-    if rec is not None:
-        PromptServer.instance.send_sync(JOB_EVENT, {"job": job_view(rec, ADAPTERS, output_dir())})
+    _events.submit(_send_job_event, provider, task_id)
 
 
 class NodeProgress:

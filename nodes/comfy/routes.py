@@ -59,11 +59,11 @@ class Panel:
     def ledger(self) -> Ledger:
         return Ledger(self.ledger_path)
 
-    def job(self, request: web.Request):
+    async def job(self, request: web.Request):
         job_id = request.match_info["job_id"]
         if not JOB_ID.fullmatch(job_id):
             raise web.HTTPBadRequest(text='{"error": "a job id is 32 hex digits"}', content_type="application/json")
-        rec = self.ledger().get(job_id)
+        rec = await asyncio.to_thread(lambda: self.ledger().get(job_id))
         if rec is None:
             raise web.HTTPNotFound(text='{"error": "no such job in the HappyHorse ledger"}',
                                    content_type="application/json")
@@ -73,7 +73,7 @@ class Panel:
         raw = request.query.get("limit", "50")
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
             return _refuse(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
-        jobs = await asyncio.to_thread(list_jobs, self.ledger(), ADAPTERS, self.output_dir, int(raw))
+        jobs = await asyncio.to_thread(lambda: list_jobs(self.ledger(), ADAPTERS, self.output_dir, int(raw)))
         return web.json_response({"jobs": jobs})
 
     async def status(self, request: web.Request) -> web.Response:
@@ -87,8 +87,8 @@ class Panel:
         return web.json_response({"setup": setup, "spend": None})
 
     async def video(self, request: web.Request) -> web.StreamResponse:
-        rec = self.job(request)
-        path = video_file(rec, self.output_dir)
+        rec = await self.job(request)
+        path = await asyncio.to_thread(video_file, rec, self.output_dir)
         if path is None:
             return _refuse(404, "this job has no finished video in the output folder")
         download = request.query.get("download", "0")
@@ -100,8 +100,8 @@ class Panel:
         return web.FileResponse(path, headers=headers)
 
     async def cancel(self, request: web.Request) -> web.Response:
-        rec = self.job(request)
-        view = job_view(rec, ADAPTERS, self.output_dir)
+        rec = await self.job(request)
+        view = await asyncio.to_thread(job_view, rec, ADAPTERS, self.output_dir)
         if not view["can_cancel"]:
             why = ("it has no task id yet" if not rec.task_id else
                    f"it is {view['state']}" if view["state"] not in ("queued", "running") else
@@ -112,7 +112,7 @@ class Panel:
                                                  "second."}, status=202)
         try:
             endpoint = await asyncio.to_thread(resolve_endpoint, rec.provider, None, rec.base_url)
-            message = await cancel_unfollowed(rec, endpoint, self.ledger())
+            message = await cancel_unfollowed(rec, endpoint, await asyncio.to_thread(self.ledger))
         except HappyHorseError as exc:
             return _refuse(409, str(exc))
         return web.json_response({"message": message})

@@ -129,5 +129,5 @@ async def cancel_unfollowed(rec: JobRecord, endpoint: Any, ledger: Ledger) -> st
     except (aiohttp.ClientError, asyncio.TimeoutError):
         raise HappyHorseError(f"Could not reach {adapter.caps.display_name} to cancel task {rec.task_id}; "
                               f"nothing was changed. Try again.") from None
-    ledger.update(rec.id, status=S.CANCELED, error="cancelled from the HappyHorse panel")
+    await asyncio.to_thread(ledger.update, rec.id, status=S.CANCELED, error="cancelled from the HappyHorse panel")
     return f"Task {rec.task_id} cancelled at {adapter.caps.display_name} (not billed)."
