@@ -56,7 +56,10 @@ def _differences(old: Any, new: Any, path: str):
                 yield from _differences(old[key], new[key], here)
     elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         for i, (a, b) in enumerate(zip(old, new)):
-            yield from _differences(a, b, f"{path}[{i}]")
+            # Dynamic combo options are named by their key: provider[1].options[simulator]...
+            same_key = isinstance(a, dict) and isinstance(b, dict) and "key" in a and a["key"] == b.get("key")
+            label = a["key"] if same_key else i
+            yield from _differences(a, b, f"{path}[{label}]")
     elif old != new or type(old) is not type(new):
         yield f"{path}: {_short(old)} -> {_short(new)}"
 
