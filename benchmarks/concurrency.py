@@ -22,6 +22,8 @@ from happyhorse.providers.registry import all_caps, resolve_endpoint
 from happyhorse.simulator.core import SimTiming
 from happyhorse.simulator.server import SimulatorServer
 
+from benchmarks.figures import Figure
+
 
 async def batch(runner: JobRunner, n: int, first_seed: int, workdir: str, parallel: bool) -> float:
     reqs = [GenerationRequest(mode="t2v", prompt=f"job {i}", duration_s=3, seed=first_seed + i, resolution="720p")
@@ -43,6 +45,13 @@ async def main_async(jobs: int, process_s: float) -> dict:
         parallel = await batch(runner, jobs, 200, tmp, parallel=True)
     return {"jobs": jobs, "provider_time_per_job_s": 1.0 + process_s, "sequential_s": round(sequential, 2),
             "parallel_s": round(parallel, 2), "speedup": round(sequential / parallel, 2)}
+
+
+def figures(quick: bool = False) -> list[Figure]:
+    jobs, process_s = (3, 2.0) if quick else (4, 4.0)
+    r = asyncio.run(main_async(jobs, process_s))
+    return [Figure(f"{jobs} jobs at once through the runner ({r['provider_time_per_job_s']:g} s each at the host)",
+                   r["parallel_s"], "s", "one after another", r["sequential_s"])]
 
 
 def main() -> int:

@@ -2,7 +2,8 @@
 
 Naive (what several community packs do): decode every frame to float32, keep a Python list, then np.stack —
 peak memory is about twice the full clip. Ours: plan the frames (cap / step / max side), allocate the output
-once and decode each frame straight into it.
+once and decode each frame straight into it. Also: a downloaded clip's check plus its frames, as two decodes
+(verify, then decode) against one (the frames taken from the check's own pass, media.FrameSink).
 
     python -m benchmarks.decode_memory [--seconds 5] [--resolution 1080p]
 
@@ -20,8 +21,11 @@ import tracemalloc
 
 import av
 import numpy as np
-from happyhorse.engine.media import decode_frames_into, plan_frames, probe_video
+from happyhorse.comfy.tensors import FrameCollector, FrameLimits, decode_video_frames
+from happyhorse.engine.media import decode_frames_into, plan_frames, probe_video, verify_video
 from happyhorse.simulator.video import ClipSpec, output_size, render_clip
+
+from benchmarks.figures import Figure
 
 
 def naive_decode(path: str) -> np.ndarray:
@@ -39,6 +43,17 @@ def bounded_decode(path: str, max_frames: int, max_side: int) -> np.ndarray:
     return out
 
 
+def verify_then_decode(path: str):
+    verify_video(path)
+    return decode_video_frames(path, FrameLimits(max_mb=1 << 20)).frames
+
+
+def verify_with_frames(path: str):
+    collector = FrameCollector(FrameLimits(max_mb=1 << 20))
+    verify_video(path, collector)
+    return collector.frames().frames
+
+
 def measure(fn, *args) -> tuple[float, int, tuple]:
     """Wall time from an untraced run, peak memory from a second, traced run (tracing slows allocation)."""
     t0 = time.perf_counter()
@@ -50,6 +65,35 @@ def measure(fn, *args) -> tuple[float, int, tuple]:
     tracemalloc.stop()
     del result
     return elapsed, peak, shape
+
+
+def timed(fn, *args) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def figures(quick: bool = False) -> list[Figure]:
+    seconds, resolution = (2, "720p") if quick else (5, "1080p")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "clip.mp4")
+        w, h = output_size(resolution, "16:9")
+        render_clip(ClipSpec(width=w, height=h, duration_s=seconds, prompt="benchmark", seed=1), path)
+        naive_t, _, _ = measure(naive_decode, path)
+        full_t, full_peak, shape = measure(bounded_decode, path, 0, 0)
+        two_t, one_t = timed(verify_then_decode, path), timed(verify_with_frames, path)
+    tensor_mb = shape[0] * shape[1] * shape[2] * 3 * 4 / 1e6
+    clip = f"{seconds} s {resolution}"
+    return [
+        Figure(f"frames of a {clip} clip as float32", round(full_t, 2), "s",
+               "naive: float32 per frame, list, np.stack", round(naive_t, 2), "<= 0.2x naive",
+               full_t / naive_t <= 0.2),
+        Figure(f"peak memory of that decode ({tensor_mb:.0f} MB tensor)", round(full_peak / 1e6), "MB",
+               "the tensor itself", round(tensor_mb), "<= 1.05 x tensor + 150 MB",
+               full_peak / 1e6 <= 1.05 * tensor_mb + 150),
+        Figure(f"downloaded {clip} clip checked and turned into frames", round(one_t, 2), "s",
+               "check, then a second decode for the frames", round(two_t, 2)),
+    ]
 
 
 def main() -> int:
