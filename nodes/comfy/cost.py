@@ -16,7 +16,9 @@ class CostEstimate(io.ComfyNode):
         return build_schema(specs.cost_estimate())
 
     @classmethod
-    def execute(cls, mode: dict | None = None, source_video: Any = None) -> io.NodeOutput:
+    def execute(cls, **values: Any) -> io.NodeOutput:
+        v = specs.with_defaults(specs.cost_estimate().fields, values)
+        mode, source_video = v.get("mode"), v.get("source_video")
         seconds = float(source_video.get_duration()) if source_video is not None else None
         est = price_from_mode_combo(mode, seconds)
         text = breakdown(est)

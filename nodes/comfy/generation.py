@@ -147,10 +147,10 @@ class Text2Video(ResultNode):
         return build_schema(specs.text2video())
 
     @classmethod
-    async def execute(cls, prompt: str, provider: dict | None = None, seed: int = 0, watermark: bool = False,
-                      **settings: Any) -> io.NodeOutput:
-        built = build_request("t2v", provider, prompt=prompt, seed=seed, watermark=watermark)
-        return await generate(cls, built, RunSettings.read(settings))
+    async def execute(cls, **values: Any) -> io.NodeOutput:
+        v = specs.with_defaults(specs.text2video().fields, values)
+        built = build_request("t2v", v.get("provider"), prompt=v["prompt"], seed=v["seed"], watermark=v["watermark"])
+        return await generate(cls, built, RunSettings.read(v))
 
 
 class Image2Video(ResultNode):
@@ -159,11 +159,12 @@ class Image2Video(ResultNode):
         return build_schema(specs.image2video())
 
     @classmethod
-    async def execute(cls, first_frame: torch.Tensor, prompt: str = "", provider: dict | None = None, seed: int = 0,
-                      watermark: bool = False, **settings: Any) -> io.NodeOutput:
-        first = await asyncio.to_thread(single_image, first_frame, "first_frame")
-        built = build_request("i2v", provider, prompt=prompt, seed=seed, watermark=watermark, first_frame=first)
-        return await generate(cls, built, RunSettings.read(settings))
+    async def execute(cls, **values: Any) -> io.NodeOutput:
+        v = specs.with_defaults(specs.image2video().fields, values)
+        first = await asyncio.to_thread(single_image, v["first_frame"], "first_frame")
+        built = build_request("i2v", v.get("provider"), prompt=v["prompt"], seed=v["seed"], watermark=v["watermark"],
+                              first_frame=first)
+        return await generate(cls, built, RunSettings.read(v))
 
 
 def reference_media(images: torch.Tensor | None, references: dict | None) -> tuple[MediaInput, ...]:
@@ -181,12 +182,12 @@ class Reference2Video(ResultNode):
         return build_schema(specs.reference2video())
 
     @classmethod
-    async def execute(cls, prompt: str, provider: dict | None = None, seed: int = 0, watermark: bool = False,
-                      images: torch.Tensor | None = None, references: dict | None = None,
-                      **settings: Any) -> io.NodeOutput:
-        refs = await asyncio.to_thread(reference_media, images, references)
-        built = build_request("r2v", provider, prompt=prompt, seed=seed, watermark=watermark, references=refs)
-        return await generate(cls, built, RunSettings.read(settings))
+    async def execute(cls, **values: Any) -> io.NodeOutput:
+        v = specs.with_defaults(specs.reference2video().fields, values)
+        refs = await asyncio.to_thread(reference_media, v.get("images"), v.get("references"))
+        built = build_request("r2v", v.get("provider"), prompt=v["prompt"], seed=v["seed"], watermark=v["watermark"],
+                              references=refs)
+        return await generate(cls, built, RunSettings.read(v))
 
 
 def edit_source(video: Any, source_frames: torch.Tensor | None, source_fps: float) -> MediaInput | None:
@@ -205,15 +206,13 @@ class VideoEdit(ResultNode):
         return build_schema(specs.video_edit())
 
     @classmethod
-    async def execute(cls, prompt: str, provider: dict | None = None, seed: int = 0, watermark: bool = False,
-                      audio_setting: str = "auto", video: Any = None, source_frames: torch.Tensor | None = None,
-                      source_fps: float = 24.0, references: dict | None = None,
-                      **settings: Any) -> io.NodeOutput:
-        source = await asyncio.to_thread(edit_source, video, source_frames, source_fps)
-        refs = await asyncio.to_thread(reference_media, None, references)
-        built = build_request("edit", provider, prompt=prompt, seed=seed, watermark=watermark, references=refs,
-                              source_video=source, audio_setting=audio_setting)
-        return await generate(cls, built, RunSettings.read(settings))
+    async def execute(cls, **values: Any) -> io.NodeOutput:
+        v = specs.with_defaults(specs.video_edit().fields, values)
+        source = await asyncio.to_thread(edit_source, v.get("video"), v.get("source_frames"), v["source_fps"])
+        refs = await asyncio.to_thread(reference_media, None, v.get("references"))
+        built = build_request("edit", v.get("provider"), prompt=v["prompt"], seed=v["seed"], watermark=v["watermark"],
+                              references=refs, source_video=source, audio_setting=v["audio_setting"])
+        return await generate(cls, built, RunSettings.read(v))
 
 
 class CollectJob(ResultNode):
@@ -222,8 +221,9 @@ class CollectJob(ResultNode):
         return build_schema(specs.collect_job())
 
     @classmethod
-    async def execute(cls, provider: str, task_id: str, **settings: Any) -> io.NodeOutput:
-        task_id = (task_id or "").strip()
+    async def execute(cls, **values: Any) -> io.NodeOutput:
+        v = specs.with_defaults(specs.collect_job().fields, values)
+        provider, task_id = v["provider"], (v.get("task_id") or "").strip()
         if not task_id:
             raise HappyHorseError("Enter the task id to collect (a generation node's task_id output, "
                                   "`happyhorse jobs list`, or the provider's console).")
@@ -231,7 +231,7 @@ class CollectJob(ResultNode):
         progress = NodeProgress(cls.hidden.unique_id, endpoint.adapter.caps.display_name,
                                 provider_id=endpoint.adapter.name)
         runner = JobRunner(endpoint, ledger=await asyncio.to_thread(Ledger, ledger_path()), all_caps=all_caps())
-        run = RunSettings.read(settings)
+        run = RunSettings.read(v)
         wanted = cls.wanted()
         collector = FrameCollector(run.limits) if wanted.frames else None
         opts = RunOptions(out_dir=output_dir(), timeout_s=float(run.timeout_s), frames=collector)

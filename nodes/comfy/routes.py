@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,6 @@ from .estimates import price_for_widgets
 ROUTE = "/happyhorse/price"
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_LIMIT = 200
-_added = False
 
 
 async def price(request: web.Request) -> web.Response:
@@ -123,16 +123,26 @@ class Panel:
                 ("POST", "/happyhorse/jobs/{job_id}/cancel", self.cancel)]
 
 
-def add_routes() -> None:
+def add_routes() -> str | None:
+    """Register the pack's routes. If another copy of the pack (another folder in custom_nodes) registered them
+    already, register nothing and return that copy's folder: aiohttp would refuse a route twice at start-up."""
     # Imported here, not at the top, so the handlers load without ComfyUI.
     from server import PromptServer
 
     from .host import RUNS, ledger_path, output_dir
 
-    global _added
-    if not _added:
-        routes = PromptServer.instance.routes
-        routes.post(ROUTE)(price)
-        for method, path, handler in Panel(ledger_path(), Path(output_dir()), RUNS.cancel_task).routes():
-            routes.route(method, path)(handler)
-        _added = True
+    routes = PromptServer.instance.routes
+    for route in routes:
+        if getattr(route, "path", None) == ROUTE:
+            owner = getattr(getattr(route, "handler", None), "__module__", "")
+            return None if owner == __name__ else pack_dir(owner)
+    routes.post(ROUTE)(price)
+    for method, path, handler in Panel(ledger_path(), Path(output_dir()), RUNS.cancel_task).routes():
+        routes.route(method, path)(handler)
+    return None
+
+
+def pack_dir(module_name: str = __name__) -> str:
+    """The custom_nodes folder a copy of the pack was loaded from, as ComfyUI named it (symlinks kept)."""
+    file = getattr(sys.modules.get(module_name), "__file__", None)
+    return str(Path(file).absolute().parents[2]) if file else module_name

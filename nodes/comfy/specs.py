@@ -287,6 +287,27 @@ def node_specs() -> list[NodeSpec]:
     return [text2video(), image2video(), reference2video(), video_edit(), cost_estimate(), collect_job()]
 
 
+# --------------------------------------------------------------------------------------- inputs as executed
+
+
+def with_defaults(fields: tuple[Field, ...], values: dict[str, Any]) -> dict[str, Any]:
+    """The values a node executes with, every widget left out of the prompt set to its default.
+
+    API-format prompts (and workflows saved before an input existed) omit optional inputs. ComfyUI then leaves
+    a top-level one out of execute()'s arguments, but hands one inside a dynamic combo over as None.
+    """
+    out = dict(values)
+    for f in fields:
+        value = out.get(f.id)
+        if f.kind == "DYNAMIC":
+            chosen = next((c for c in f.choices if isinstance(value, dict) and c.key == value.get(f.id)), None)
+            if chosen is not None:
+                out[f.id] = with_defaults(chosen.fields, value)
+        elif value is None and f.default is not None:
+            out[f.id] = f.default
+    return out
+
+
 # --------------------------------------------------------------------------------------- /object_info shape
 
 

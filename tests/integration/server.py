@@ -41,6 +41,7 @@ class ComfyServer:
     base: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    pack_names: tuple[str, ...] = (PACK_NAME,)     # more than one: copies of the pack under other folder names
     process: subprocess.Popen | None = None
     started_s: float = 0.0
 
@@ -63,7 +64,8 @@ class ComfyServer:
     def start(self) -> ComfyServer:
         for sub in ("custom_nodes", "input", "output", "user"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        (self.base / "custom_nodes" / PACK_NAME).symlink_to(REPO, target_is_directory=True)
+        for name in self.pack_names:
+            (self.base / "custom_nodes" / name).symlink_to(REPO, target_is_directory=True)
         for f in (REPO / "workflows" / "input").iterdir():
             shutil.copy(f, self.base / "input" / f.name)
         cmd = [self.python, str(self.comfy_dir / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port",

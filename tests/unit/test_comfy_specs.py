@@ -127,6 +127,24 @@ def test_inputs_become_the_canonical_request():
     assert (edit.duration_s, edit.aspect_ratio, edit.audio_setting) == (None, None, "origin")
 
 
+def test_absent_optional_inputs_take_their_defaults():
+    # As ComfyUI executes an API prompt that leaves optional inputs out: absent at the top level, None inside
+    # a dynamic combo.
+    given = {"prompt": "a horse", "seed": 5, "first_frame": "pixels",
+             "provider": {"provider": "simulator", "upload": None,
+                          "version": {"version": "1.1", "resolution": "1080p", "duration": 4}}}
+    v = specs.with_defaults(specs.image2video().fields, given)
+    assert v["provider"]["upload"] == "auto" and v["provider"]["version"]["resolution"] == "1080p"
+    assert (v["watermark"], v["force_new"], v["timeout_s"], v["frames_max_mb"]) == (False, False, 1800, 2048)
+    assert (v["prompt"], v["seed"], v["first_frame"]) == ("a horse", 5, "pixels")     # given values stay
+    assert build_request("i2v", v["provider"], prompt="x").upload == "auto"
+    edit = specs.with_defaults(specs.video_edit().fields, {"prompt": "x", "provider": CHOICE})
+    assert (edit["audio_setting"], edit["source_fps"], edit.get("video")) == ("auto", 24.0, None)  # no socket default
+    cost = specs.with_defaults(specs.cost_estimate().fields, {"mode": {"mode": "edit", "source_seconds": None,
+                                                                        "provider": CHOICE}})
+    assert cost["mode"]["source_seconds"] == 5.0
+
+
 def test_choices_missing_from_this_installation_are_clear_errors():
     with pytest.raises(HappyHorseError, match="'nowhere' is not available.*simulator"):
         read_choice({"provider": "nowhere"}, "t2v")
