@@ -9,6 +9,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -87,16 +88,45 @@ class SimMediaError(Exception):
     pass
 
 
+class _Dated(dict):
+    """A dict that remembers when each key was set, so entries past their lifetime can be dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_at: dict[Any, float] = {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.set_at[key] = time.time()
+        super().__setitem__(key, value)
+
+    def drop_older_than(self, moment: float) -> None:
+        for key in [k for k, t in self.set_at.items() if t < moment]:
+            self.pop(key, None)
+            del self.set_at[key]
+
+
+WORKDIR_PREFIX = "happyhorse-sim-"
+KEEP_S = 3600.0     # how long a finished job (its MP4, its status) and an uploaded file stay; hosts keep ~24 h
+
+
 class SimCore:
-    def __init__(self, timing: SimTiming | None = None, workdir: str | None = None):
+    """keep_s: jobs (with their input bytes and MP4) and uploads older than this are dropped (a poll then says
+    the task is unknown, as a host says after its retention time). The temporary folder of videos is removed by close(); one left behind by
+    a process that died is removed by the next SimCore on this machine."""
+
+    def __init__(self, timing: SimTiming | None = None, workdir: str | None = None, keep_s: float = KEEP_S):
         self.timing = timing or SimTiming()
-        self.workdir = workdir or tempfile.mkdtemp(prefix="happyhorse-sim-")
+        self.keep_s = keep_s
+        self._own_workdir = workdir is None
+        if self._own_workdir:
+            _remove_orphaned_workdirs()
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
         self.jobs: dict[str, SimJob] = {}
         self.submissions: Counter[str] = Counter()
         self.requests: dict[str, deque] = defaultdict(lambda: deque(maxlen=200))
         self.faults: dict[str, deque] = defaultdict(deque)   # per provider: queued fault dicts
-        self.blobs: dict[str, tuple[bytes, str]] = {}         # uploaded objects (provider stores)
-        self.public_blobs: dict[str, tuple[bytes, str]] = {}  # /_sim/blobs: a stand-in public file host
+        self.blobs: dict[str, tuple[bytes, str]] = _Dated()          # uploaded objects (provider stores)
+        self.public_blobs: dict[str, tuple[bytes, str]] = _Dated()   # /_sim/blobs: a stand-in public file host
         self.blob_downloads: Counter[str] = Counter()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-render")
         self._lock = threading.Lock()
@@ -118,6 +148,7 @@ class SimCore:
 
     # --- jobs --------------------------------------------------------------------------------------
     def create_job(self, spec: JobSpec) -> SimJob:
+        self.prune()
         job = SimJob(id=str(uuid.uuid4()), spec=spec, created=time.monotonic(), timing=SimTiming(
             self.timing.queue_s, self.timing.process_s))
         self._size_job(job)
@@ -163,16 +194,34 @@ class SimCore:
                 fh.write(s.source_video)
         out = os.path.join(self.workdir, f"{job.id}.mp4")
         tmp = out + ".tmp.mp4"
-        render_clip(ClipSpec(width=job.width, height=job.height, duration_s=job.out_seconds, prompt=s.prompt,
-                             mode=s.mode, first_frame=s.first_frame, reference_images=list(s.reference_images),
-                             source_video=src_path, seed=s.seed, watermark=s.watermark,
-                             keep_source_audio=(s.audio_setting == "origin"),
-                             label=f"simulated {s.provider} {s.model or s.mode} {job.id[:8]}"), tmp)
-        os.replace(tmp, out)
+        try:
+            render_clip(ClipSpec(width=job.width, height=job.height, duration_s=job.out_seconds, prompt=s.prompt,
+                                 mode=s.mode, first_frame=s.first_frame, reference_images=list(s.reference_images),
+                                 source_video=src_path, seed=s.seed, watermark=s.watermark,
+                                 keep_source_audio=(s.audio_setting == "origin"),
+                                 label=f"simulated {s.provider} {s.model or s.mode} {job.id[:8]}"), tmp)
+            os.replace(tmp, out)
+        finally:
+            if src_path:
+                os.unlink(src_path)
         job.rendered_at = time.time()
-        if src_path:
-            os.unlink(src_path)
         return out
+
+    def prune(self, now: float | None = None) -> list[str]:
+        """Drop jobs (and their MP4s) and uploaded files older than keep_s; returns the dropped job ids."""
+        now = time.time() if now is None else now
+        cutoff = now - self.keep_s
+        with self._lock:
+            old = [j for j in self.jobs.values() if j.created_wall < cutoff and (j.render is None or j.render.done())]
+            for job in old:
+                del self.jobs[job.id]
+        for job in old:
+            path = os.path.join(self.workdir, f"{job.id}.mp4")
+            if os.path.exists(path):
+                os.unlink(path)
+        for store in (self.blobs, self.public_blobs):
+            store.drop_older_than(cutoff)
+        return [j.id for j in old]
 
     def view(self, job_id: str) -> JobView | None:
         job = self.jobs.get(job_id)
@@ -264,3 +313,29 @@ class SimCore:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _remove_orphaned_workdirs() -> None:
+    """Video folders of simulators whose process is gone (killed before it could clean up)."""
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if not name.startswith(WORKDIR_PREFIX) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

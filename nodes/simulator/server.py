@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import threading
@@ -21,7 +22,7 @@ from types import ModuleType
 
 from aiohttp import web
 
-from .core import SimCore, SimTiming
+from .core import KEEP_S, SimCore, SimTiming
 from .protocols import aimlapi, apiframe, apixo, dashscope, getimg, reapi
 
 # Each protocol module provides: PREFIX, routes(sim), stage_of(method, path), error_response(status, msg, headers),
@@ -197,8 +198,9 @@ def build_app(sim: SimCore) -> web.Application:
 class SimulatorServer:
     """Runs the simulator on 127.0.0.1 in a background thread with its own event loop."""
 
-    def __init__(self, port: int = 0, timing: SimTiming | None = None, workdir: str | None = None):
-        self.core = SimCore(timing, workdir)
+    def __init__(self, port: int = 0, timing: SimTiming | None = None, workdir: str | None = None,
+                 keep_s: float = KEEP_S):
+        self.core = SimCore(timing, workdir, keep_s)
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -260,11 +262,13 @@ _shared_lock = threading.Lock()
 
 
 def shared_simulator() -> SimulatorServer:
-    """One simulator per process, started on first use (for `--provider simulator` and the nodes)."""
+    """One simulator per process, started on first use (for `--provider simulator` and the nodes); its jobs and
+    videos live as long as the process (stopped, and its temporary folder removed, at exit)."""
     global _shared
     with _shared_lock:
         if _shared is None:
             timing = SimTiming(float(os.environ.get("HAPPYHORSE_SIM_QUEUE_S", 0.5)),
                                float(os.environ.get("HAPPYHORSE_SIM_PROCESS_S", 2.0)))
             _shared = SimulatorServer(timing=timing).start()
+            atexit.register(_shared.stop)
         return _shared
