@@ -6,12 +6,13 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
 
-from .engine.errors import HappyHorseError
+from .engine.errors import HappyHorseError, JobCancelled
 from .engine.ledger import Ledger
 from .engine.request import MODES, RESOLUTIONS, VERSIONS, GenerationRequest, MediaInput
 from .engine.runner import JobRunner, Progress, RunOptions, check_request
@@ -200,20 +201,30 @@ def cmd_providers(a: argparse.Namespace) -> int:
     rows = []
     for name, ad in ADAPTERS.items():
         for version, vc in ad.caps.versions.items():
-            prices = []
-            for res in ("720p", "1080p"):
-                rate = ad.prices.usd_per_second.get((version, res))
-                cps = ad.prices.credits_per_second.get((version, res))
-                prices.append(f"{rate:g}" if rate is not None else (f"{cps:g}cr" if cps is not None else "?"))
+            usd = [ad.prices.usd_per_second.get((version, res)) for res in RESOLUTIONS]
+            credits = [ad.prices.credits_per_second.get((version, res)) for res in RESOLUTIONS]
             rows.append({"provider": name, "version": version, "modes": list(vc.modes),
-                         "usd_per_s_720p_1080p": prices, "key_env": ad.caps.key_env or "-",
+                         "usd_per_second": dict(zip(RESOLUTIONS, usd)),
+                         "credits_per_second": dict(zip(RESOLUTIONS, credits)),
+                         "key_env": ad.caps.key_env or None,
                          "media": "data URI or URL" if ad.caps.accepts_data_uri else "public URL only"})
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for r in rows:
-        print(f"{r['provider']:<10} {r['version']:<4} {','.join(r['modes']):<18} "
-              f"USD/s {'/'.join(r['usd_per_s_720p_1080p']):<14} {r['key_env']:<18} {r['media']}")
+
+    def pair(values: dict, none: str) -> str:
+        if all(v is None for v in values.values()):
+            return none
+        if all(v == 0 for v in values.values()):
+            return "free"
+        return " / ".join("?" if v is None else f"{v:g}" for v in values.values())
+
+    table = [("PROVIDER", "VERSION", "MODES", "USD/S 720P / 1080P", "CREDITS/S 720P / 1080P", "KEY", "MEDIA")]
+    table += [(r["provider"], r["version"], ",".join(r["modes"]), pair(r["usd_per_second"], "unpublished"),
+               pair(r["credits_per_second"], "-"), r["key_env"] or "none", r["media"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
 
 
@@ -241,8 +252,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="happyhorse", description="HappyHorse video generation, any provider.")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    parser = argparse.ArgumentParser(prog="happyhorse", description="HappyHorse video generation, any provider.",
+                                     epilog="Start with `happyhorse demo` (free, offline) or `happyhorse generate "
+                                            "--mode t2v --prompt \"a horse on a beach\"`; "
+                                            "`happyhorse COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"happyhorse {package_version()}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="make a video")
     _add_request_args(g)
@@ -262,21 +277,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_request_args(e, for_estimate=True)
     e.set_defaults(func=cmd_estimate)
 
-    j = sub.add_parser("jobs", help="the local job ledger")
-    jsub = j.add_subparsers(dest="jobs_cmd", required=True)
-    jl = jsub.add_parser("list")
-    jl.add_argument("--limit", type=int, default=20)
-    jl.add_argument("--json", action="store_true")
-    js = jsub.add_parser("show")
+    j = sub.add_parser("jobs", help="the local job ledger: list, show and collect jobs",
+                       description="Every job is recorded (task id first) in the ledger before polling starts, so "
+                                   "it can be listed, inspected and collected again after a crash or a timeout.")
+    jsub = j.add_subparsers(dest="jobs_cmd", required=True, metavar="{list,show,collect}")
+    jl = jsub.add_parser("list", help="the most recent jobs, newest first",
+                         description="The most recent jobs: time, provider, mode, status, cost, task id, file.")
+    jl.add_argument("--limit", type=int, default=20, help="how many jobs to show (default 20)")
+    jl.add_argument("--json", action="store_true", help="print the full records as JSON")
+    js = jsub.add_parser("show", help="one job's full record (status history, URLs, file, cost)",
+                         description="One job's full record as JSON.")
     js.add_argument("id", help="ledger id or task id")
-    jc = jsub.add_parser("collect", help="poll and download a job by its task id")
-    jc.add_argument("task_id")
-    jc.add_argument("--provider", default=None, choices=list(ADAPTERS))
-    jc.add_argument("--base-url", default=None)
-    jc.add_argument("--out", default=None)
-    jc.add_argument("--out-dir", default="happyhorse_output")
-    jc.add_argument("--json", action="store_true")
-    jc.add_argument("--quiet", action="store_true")
+    jc = jsub.add_parser("collect", help="wait for and download a job by its task id, without paying again",
+                         description="Wait for a job submitted earlier (or elsewhere) and download its video. "
+                                     "Nothing is submitted or paid again.")
+    jc.add_argument("task_id", help="the provider's task id (see `happyhorse jobs list`)")
+    jc.add_argument("--provider", default=None, choices=list(ADAPTERS),
+                    help="where the job runs (default: the provider recorded with the task in the ledger)")
+    jc.add_argument("--base-url", default=None, help="override the provider's base URL")
+    jc.add_argument("--out", default=None, help="where to write the MP4")
+    jc.add_argument("--out-dir", default="happyhorse_output", help="folder for the MP4 when --out is not given")
+    jc.add_argument("--json", action="store_true", help="print a machine-readable result")
+    jc.add_argument("--quiet", action="store_true", help="no progress lines")
     j.set_defaults(func=cmd_jobs)
 
     pv = sub.add_parser("providers", help="list providers, versions, modes, prices and keys")
@@ -296,19 +318,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("comfyui-happyhorse")
+    except PackageNotFoundError:       # run from a checkout that was not pip-installed
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        found = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M) if pyproject.is_file() else None
+        return found.group(1) if found else "unknown"
+
+
+# The shell's convention for "stopped by Ctrl-C" (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     level = os.environ.get("HAPPYHORSE_LOG", "warning").upper()
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
                         format="%(name)s %(levelname)s %(message)s")
     try:
         return args.func(args)
+    except JobCancelled as exc:        # the first Ctrl-C: the job was stopped (and cancelled where possible)
+        print(f"Stopped: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except HappyHorseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:          # Ctrl-C outside a job, or the second Ctrl-C
+        print("\nInterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The `happyhorse` command as a user runs it: exit codes, outputs, defaults."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -62,3 +63,69 @@ def test_simulate_prints_its_base_url():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_no_arguments_prints_help():
+    r = run()
+    assert r.returncode == 0 and r.stdout.startswith("usage: happyhorse")
+    assert all(cmd in r.stdout for cmd in ("generate", "estimate", "jobs", "providers", "simulate", "demo"))
+
+
+def test_version():
+    r = run("--version")
+    from importlib.metadata import version
+    assert r.returncode == 0 and r.stdout.strip() == f"happyhorse {version('comfyui-happyhorse')}"
+
+
+def test_jobs_subcommands_have_help():
+    listing = run("jobs", "--help").stdout
+    for sub in ("list", "show", "collect"):
+        assert f"    {sub} " in listing                         # each listed with a line of help
+        page = run("jobs", sub, "--help")
+        assert page.returncode == 0 and "usage: happyhorse jobs " + sub in page.stdout
+    assert "the provider's task id" in run("jobs", "collect", "--help").stdout
+
+
+def test_providers_has_a_header_and_keeps_credits_out_of_usd():
+    lines = run("providers").stdout.splitlines()
+    header = lines[0].split()
+    assert header[:3] == ["PROVIDER", "VERSION", "MODES"]
+    usd_at, credits_at = lines[0].index("USD/S"), lines[0].index("CREDITS/S")
+    rows = {tuple(line.split()[:2]): line for line in lines[1:]}
+    apiframe = rows[("apiframe", "1.1")]
+    assert "cr" not in apiframe[usd_at:credits_at] and apiframe[usd_at:credits_at].strip() == "unpublished"
+    assert apiframe[credits_at:].split()[:3] == ["24", "/", "31"]
+    assert rows[("dashscope", "1.0")][usd_at:credits_at].strip() == "0.14 / 0.24"
+    assert rows[("simulator", "1.1")][usd_at:credits_at].strip() == "free"
+    data = json.loads(run("providers", "--json").stdout)
+    frame = next(r for r in data if (r["provider"], r["version"]) == ("apiframe", "1.1"))
+    assert frame["usd_per_second"] == {"720p": None, "1080p": None}
+    assert frame["credits_per_second"] == {"720p": 24, "1080p": 31}
+
+
+def _slow_generate(tmp_path, *extra):
+    proc = subprocess.Popen(CLI + ["generate", "--provider", "simulator", "--mode", "t2v", "--prompt", "slow horse",
+                                   "--duration", "3", "--out", str(tmp_path / "clip.mp4"), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HAPPYHORSE_SIM_QUEUE_S": "30"})
+    for line in proc.stderr:                  # progress lines (not a terminal: one per change)
+        if line.startswith("queued"):
+            return proc
+    raise AssertionError(f"no progress line; rc={proc.wait()}")
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    proc = _slow_generate(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "cancelled at the provider" in err
+
+
+def test_second_ctrl_c_quits_at_once_with_130(tmp_path):
+    proc = _slow_generate(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
