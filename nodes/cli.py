@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .engine.errors import HappyHorseError, JobCancelled
 from .engine.ledger import Ledger
+from .engine.pricing import check_price
 from .engine.request import MODES, RESOLUTIONS, VERSIONS, GenerationRequest, MediaInput
 from .engine.runner import JobRunner, Progress, RunOptions, check_request
 from .engine.uploads import AUTO, UPLOAD_CHOICES
@@ -31,8 +32,10 @@ def _add_request_args(p: argparse.ArgumentParser, *, for_estimate: bool = False)
                    help="t2v and r2v (default 16:9); DashScope edit: optional, unset keeps the source shape")
     p.add_argument("--duration", type=int, default=None, help="seconds, 3-15 (default 5; not for edit)")
     if for_estimate:
-        p.add_argument("--video-duration", type=float, default=None,
-                       help="edit: the source video's length in seconds (or give --video)")
+        p.add_argument("--video-duration", type=float, default=None, metavar="S",
+                       help="edit: the source video's length in seconds (instead of --video)")
+        p.add_argument("--references", type=int, default=None, metavar="N",
+                       help="r2v/edit: how many reference images (instead of --image; only the count matters)")
     p.add_argument("--prompt", default="", help="what the video shows")
     p.add_argument("--image", action="append", default=[], metavar="PATH_OR_URL",
                    help="i2v: the first frame; r2v/edit: reference images in order ([Image 1], ...)")
@@ -71,7 +74,7 @@ def request_from_args(a: argparse.Namespace) -> GenerationRequest:
         mode=a.mode, version=a.version, prompt=a.prompt, first_frame=first, reference_images=refs,
         source_video=_media(a.video, "video") if a.video else None, resolution=a.resolution,
         aspect_ratio=a.aspect_ratio, duration_s=a.duration, seed=a.seed, watermark=a.watermark,
-        audio_setting=a.audio_setting, source_video_duration_s=getattr(a, "video_duration", None))
+        audio_setting=a.audio_setting)
 
 
 class _ProgressPrinter:
@@ -137,16 +140,49 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
+# Stands in for an input an estimate counts but never reads: the price does not depend on the pixels.
+PLACEHOLDER = "https://placeholder.invalid/"
+
+
+def estimate_request_from_args(a: argparse.Namespace) -> GenerationRequest:
+    """The request to price: --image / --video are counted (a local --video is probed for its length only),
+    or given as counts with --references N and --video-duration S. No file is read, nothing is uploaded."""
+    if a.version is None:
+        a.version = default_version(a.provider, a.mode)
+    if a.references is not None and (a.references < 0 or a.image[1 if a.mode == "i2v" else 0:]):
+        raise HappyHorseError("--references N counts the reference images: give it instead of those --image "
+                              "options, as a whole number 0 or more")
+
+    def counted(kind: str, name: str) -> MediaInput:
+        return MediaInput.from_url(PLACEHOLDER + name, kind)     # type: ignore[arg-type]
+
+    extra = len(a.image) - 1 if a.mode == "i2v" and a.image else len(a.image)
+    refs = tuple(counted("image", f"reference{i + 1}") for i in range(
+        a.references if a.references is not None else extra))
+    seconds = a.video_duration
+    if a.mode == "edit" and seconds is None:
+        if a.video is None:
+            raise HappyHorseError("An edit is billed on the source video's length: give --video-duration S "
+                                  "(or --video with a local file)")
+        if not os.path.isfile(a.video):
+            raise HappyHorseError(f"--video {a.video}: no such file; for a URL give its length with "
+                                  f"--video-duration S (an estimate does not download it)")
+        from .engine.media import MediaError, probe_video
+
+        try:
+            seconds = probe_video(a.video).duration_s
+        except MediaError as exc:
+            raise HappyHorseError(f"--video {a.video} cannot be read as a video ({exc})") from None
+    return GenerationRequest(
+        mode=a.mode, version=a.version, prompt=a.prompt.strip() or "(price only)",   # the prompt is not priced
+        first_frame=counted("image", "first_frame") if a.mode == "i2v" else None, reference_images=refs,
+        source_video=counted("video", "source.mp4") if a.mode == "edit" or a.video else None,
+        resolution=a.resolution, aspect_ratio=a.aspect_ratio, duration_s=a.duration, seed=a.seed,
+        watermark=a.watermark, audio_setting=a.audio_setting, source_video_duration_s=seconds)
+
+
 def cmd_estimate(a: argparse.Namespace) -> int:
-    req = request_from_args(a)
-    if not req.prompt.strip():
-        req = req.with_(prompt="(price only)")     # the price does not depend on the prompt
-    if req.mode == "edit" and req.source_video is None:
-        if a.video_duration is None:
-            raise HappyHorseError("An edit is billed on the source video's length: give --video or --video-duration")
-        # Only its length matters for the price; a placeholder stands in for the file.
-        req = req.with_(source_video=MediaInput.from_url("https://placeholder.invalid/source.mp4", "video"))
-    _, est = check_request(req, get_adapter(a.provider), all_caps())
+    est = check_price(estimate_request_from_args(a), get_adapter(a.provider), all_caps())
     if a.json:
         print(json.dumps(est.as_dict(), indent=2))
     else:
@@ -229,18 +265,29 @@ def cmd_providers(a: argparse.Namespace) -> int:
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
+    from .simulator import background
     from .simulator.core import SimTiming
     from .simulator.server import PREFIXES, SimulatorServer
 
+    if a.stop:
+        print(f"Stopped the simulator at {background.stop()}.", file=sys.stderr)
+        return 0
+    if a.background:
+        url, already = background.start(["--port", str(a.port), "--queue-s", str(a.queue_s),
+                                         "--process-s", str(a.process_s)])
+        print(url, flush=True)
+        print(f"{'Already running' if already else 'Serving'} in the background on {url}; "
+              f"`happyhorse simulate --stop` stops it.", file=sys.stderr)
+        return 0
+    # Ctrl-C and SIGTERM are taken by sigwait below, in every thread (the server's inherits this mask), so the
+    # server always stops cleanly and removes its videos.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     server = SimulatorServer(port=a.port, timing=SimTiming(a.queue_s, a.process_s)).start()
     print(server.url, flush=True)
     for name, prefix in PREFIXES.items():
         print(f"  {name:<10} {server.url}{prefix}", file=sys.stderr)
     print("Serving on 127.0.0.1; Ctrl-C stops.", file=sys.stderr, flush=True)
-    try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    except KeyboardInterrupt:
-        pass
+    signal.sigwait({signal.SIGINT, signal.SIGTERM})
     server.stop()
     return 0
 
@@ -305,10 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--json", action="store_true")
     pv.set_defaults(func=cmd_providers)
 
-    s = sub.add_parser("simulate", help="serve the simulator on 127.0.0.1")
+    s = sub.add_parser("simulate", help="serve the simulator on 127.0.0.1",
+                       description="Serve every simulated host on 127.0.0.1 and print the base URL first. "
+                                   "In the foreground Ctrl-C stops it; --background returns at once "
+                                   "(URL=$(happyhorse simulate --background)) and --stop stops that one.")
     s.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    s.add_argument("--queue-s", type=float, default=0.5)
-    s.add_argument("--process-s", type=float, default=2.0)
+    s.add_argument("--queue-s", type=float, default=0.5, help="seconds each job waits in the queue")
+    s.add_argument("--process-s", type=float, default=2.0, help="seconds each job runs, at least")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--background", action="store_true",
+                     help="start it in the background, print its URL and return (reuses one already running)")
+    how.add_argument("--stop", action="store_true", help="stop the background simulator")
     s.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser("demo", help="make sample videos on the built-in simulator (no key, no network)")
@@ -331,6 +385,7 @@ def package_version() -> str:
 
 # The shell's convention for "stopped by Ctrl-C" (128 + SIGINT).
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE, as a shell reports a command whose reader went away
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:          # Ctrl-C outside a job, or the second Ctrl-C
         print("\nInterrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:            # `happyhorse providers | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the exit flush cannot fail again
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ import asyncio
 import io
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 from .engine.ledger import Ledger
@@ -37,7 +39,7 @@ def sample_image(width: int = 960, height: int = 540, hue: float = 0.0, label: s
     return buf.getvalue()
 
 
-async def _demo(out_dir: Path) -> list[dict]:
+async def _demo(out_dir: Path, say) -> list[dict]:
     endpoint = resolve_endpoint("simulator")
     runner = JobRunner(endpoint, ledger=Ledger(), all_caps=all_caps())
     first = MediaInput.image_bytes(sample_image(label="first frame"), "first.png")
@@ -52,21 +54,29 @@ async def _demo(out_dir: Path) -> list[dict]:
                                  reference_images=refs, resolution="720p", aspect_ratio="1:1", duration_s=3),
     }
 
-    async def one(name: str, req: GenerationRequest) -> dict:
-        result = await runner.run(req, RunOptions(out_path=str(out_dir / f"demo_{name}.mp4")))
-        return result.as_dict()
+    started = time.monotonic()
 
+    async def one(name: str, req: GenerationRequest) -> dict:
+        result = (await runner.run(req, RunOptions(out_path=str(out_dir / f"demo_{name}.mp4")))).as_dict()
+        say(f"  {result['mode']:<4} {result['path']}  {result['width']}x{result['height']} "
+            f"{result['duration_s']:.1f}s audio={'yes' if result['has_audio'] else 'no'}  "
+            f"({time.monotonic() - started:.1f} s)")
+        return result
+
+    say(f"Making {len(jobs)} videos on the built-in simulator (free, offline), at the same time:")
     return list(await asyncio.gather(*(one(n, r) for n, r in jobs.items())))
 
 
 def run_demo(out_dir: Path, as_json: bool = False) -> int:
+    """Each video is reported (absolute path) the moment it is ready; with as_json the progress goes to stderr
+    and the results to stdout."""
+    out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = asyncio.run(_demo(out_dir))
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
+
+    results = asyncio.run(_demo(out_dir, say))
     if as_json:
         print(json.dumps(results, indent=2))
-    else:
-        print("Made on the built-in simulator (free, offline):")
-        for r in results:
-            print(f"  {r['mode']:<4} {r['path']}  {r['width']}x{r['height']} {r['duration_s']:.1f}s "
-                  f"audio={'yes' if r['has_audio'] else 'no'}")
     return 0

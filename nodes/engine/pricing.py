@@ -116,3 +116,13 @@ def estimate(req: GenerationRequest, provider: str, table: PriceTable) -> Estima
     return Estimate(provider=provider, version=req.version, mode=req.mode, resolution=req.resolution,
                     billed_seconds=seconds, usd_per_second=rate, usd=usd, credits=credits, note=note,
                     lines=tuple(lines))
+
+
+def check_price(req: GenerationRequest, adapter, all_caps=None) -> Estimate:
+    """Validate what the price depends on, then price it. Inputs are counted, never read, probed or uploaded:
+    the price does not depend on the pixels (an edit's depends on the source's length, source_video_duration_s),
+    so an estimate needs neither the files nor an upload bucket, on any host."""
+    from .validation import validate_request
+
+    validate_request(req, adapter.caps, all_caps, media=False)
+    return estimate(req, adapter.name, adapter.prices)

@@ -29,7 +29,8 @@ def providers_supporting(version: str, mode: str, all_caps: Iterable[ProviderCap
 
 
 def collect_violations(req: GenerationRequest, caps: ProviderCaps,
-                       all_caps: Mapping[str, ProviderCaps] | None = None) -> list[Violation]:
+                       all_caps: Mapping[str, ProviderCaps] | None = None, *, media: bool = True) -> list[Violation]:
+    """media=False counts the inputs but never reads or inspects them (enough for a price)."""
     v: list[Violation] = []
     others = list((all_caps or {}).values())
 
@@ -96,18 +97,23 @@ def collect_violations(req: GenerationRequest, caps: ProviderCaps,
             v.append(Violation("audio_setting", f"'{req.audio_setting}' is not allowed; use auto or origin"))
 
     _check_media_counts(req, vcaps, caps, others, v)
-    _check_media_content(req, caps, v)
+    if media:
+        _check_media_transport(req, caps, v)
+        _check_media_content(req, caps, v)
     return v
 
 
 def validate_request(req: GenerationRequest, caps: ProviderCaps,
-                     all_caps: Mapping[str, ProviderCaps] | None = None) -> None:
-    violations = collect_violations(req, caps, all_caps)
+                     all_caps: Mapping[str, ProviderCaps] | None = None, *, media: bool = True) -> None:
+    """media=False: for a price, which depends on the counts of inputs (and an edit's source length), never on
+    the files: nothing is read, probed or checked for an upload route."""
+    violations = collect_violations(req, caps, all_caps, media=media)
     if violations:
         raise ValidationError(violations, provider=caps.name)
     # A file that cannot reach this host is a setup problem (ConfigError naming what to configure); checked
-    # here, with the automatic upload choice, so a price-only check flags it too. A run re-checks with its own.
-    check_uploadable(req, caps)
+    # here, with the automatic upload choice. A run re-checks with its own.
+    if media:
+        check_uploadable(req, caps)
 
 
 def _check_prompt(req: GenerationRequest, caps: ProviderCaps, v: list[Violation]) -> None:
@@ -154,6 +160,8 @@ def _check_media_counts(req: GenerationRequest, vcaps, caps: ProviderCaps, other
     elif req.source_video is not None:
         v.append(Violation("source_video", f"only applies to video edit, not {MODE_TITLES[req.mode]}; remove it"))
 
+
+def _check_media_transport(req: GenerationRequest, caps: ProviderCaps, v: list[Violation]) -> None:
     for role, m in req.media():
         if m.url is not None and not (caps.accepts_public_url or m.url.startswith("oss://")):
             v.append(Violation(role, f"{caps.display_name} does not take URLs; pass the file itself"))

@@ -257,11 +257,16 @@ def test_cli_upload_option_reaches_the_store(sim, monkeypatch, tmp_path, capsys)
     assert requests(sim, SUBMIT)[0]["body"]["input"]["media"][0]["url"].startswith("oss://")
 
 
-def test_cli_estimate_flags_a_file_a_url_only_host_cannot_take(tmp_path, capsys):
+def test_cli_generate_flags_a_file_a_url_only_host_cannot_take_but_estimate_prices_it(tmp_path, capsys):
     from happyhorse.cli import main as cli_main
 
     path = tmp_path / "first.png"
     path.write_bytes(png_bytes(640, 480))
-    assert cli_main(["estimate", "--provider", "reapi", "--mode", "i2v", "--image", str(path), "--duration", "3"]) == 2
+    args = ["--provider", "reapi", "--version", "1.0", "--mode", "i2v", "--image", str(path), "--duration", "3"]
+    # The price does not depend on the file or how it travels (issue 9): an estimate needs no bucket.
+    assert cli_main(["estimate", *args]) == 0
+    assert capsys.readouterr().out.startswith("0.49 USD")
+    # A run does, and says so before anything is sent (and before a key is even looked up).
+    assert cli_main(["generate", *args, "--out", str(tmp_path / "x.mp4")]) == 2
     err = capsys.readouterr().err
     assert "reAPI only takes public URLs" in err and "HAPPYHORSE_S3_BUCKET" in err

@@ -4,10 +4,12 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import av
 
 CLI = [sys.executable, "-m", "happyhorse.cli"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args, env=None, timeout=120):
@@ -129,3 +131,85 @@ def test_second_ctrl_c_quits_at_once_with_130(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+
+
+def test_simulate_background_returns_its_url_and_stop_stops_it(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp)}
+    # capture_output waits for the end of stdout, as a shell's $(...) does: it returns only if the server let go.
+    started = run("simulate", "--background", env=env, timeout=60)
+    assert started.returncode == 0, started.stderr
+    url = started.stdout.strip()
+    with urllib.request.urlopen(url + "/_sim/stats") as resp:
+        assert json.loads(resp.read())["submissions"] == {}
+    made = run("generate", "--provider", "dashscope", "--base-url", url + "/dashscope", "--mode", "t2v",
+               "--prompt", "a horse", "--duration", "3", "--out", str(tmp_path / "clip.mp4"), "--quiet",
+               env={"DASHSCOPE_API_KEY": "sk-any"})
+    assert made.returncode == 0, made.stderr
+    assert run("simulate", "--background", env=env).stdout.strip() == url      # the running one is reused
+    assert any(n.startswith("happyhorse-sim-") for n in os.listdir(tmp))
+    stopped = run("simulate", "--stop", env=env)
+    assert stopped.returncode == 0 and url in stopped.stderr
+    try:
+        urllib.request.urlopen(url + "/_sim/stats", timeout=5)
+        raise AssertionError("still serving after --stop")
+    except urllib.error.URLError:
+        pass
+    assert not any(n.startswith("happyhorse-sim-") for n in os.listdir(tmp)), "its videos went with it"
+    again = run("simulate", "--stop", env=env)
+    assert again.returncode == 2 and "No background simulator is running" in again.stderr
+
+
+def test_estimate_needs_no_files_and_no_bucket_on_any_host(tmp_path):
+    def priced(*args):
+        r = run("estimate", *args, "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    # getimg.ai and APIXO take public URLs only and no bucket is configured: the price comes from counts.
+    assert priced("--provider", "getimg", "--mode", "i2v", "--duration", "5")["usd"] == 0.7
+    assert priced("--provider", "getimg", "--mode", "r2v", "--references", "3", "--duration", "4")["usd"] == 0.56
+    image = tmp_path / "ref.png"
+    image.write_bytes(b"not even an image: the estimate never reads it")
+    assert priced("--provider", "apixo", "--mode", "r2v", "--image", str(image), "--image", "https://x.invalid/b.png",
+                  "--resolution", "1080p", "--duration", "4")["usd"] == 0.9
+    edit = priced("--provider", "apixo", "--mode", "edit", "--video", str(ROOT / "workflows/input/happyhorse_source.mp4"),
+                  "--references", "2")
+    assert edit["billed_seconds"] == 7.0 and edit["usd"] == 0.875           # 3.5 s source, input + output
+    assert priced("--provider", "apixo", "--mode", "edit", "--video-duration", "20")["billed_seconds"] == 30
+
+
+def test_estimate_still_refuses_what_the_host_would():
+    r = run("estimate", "--provider", "apiframe", "--version", "1.1", "--mode", "r2v", "--references", "1")
+    assert r.returncode == 2 and "1 given" in r.stderr and "2-9" in r.stderr and "Traceback" not in r.stderr
+    r = run("estimate", "--provider", "apixo", "--mode", "edit", "--video", "https://x.invalid/a.mp4")
+    assert r.returncode == 2 and "--video-duration" in r.stderr
+    r = run("estimate", "--provider", "dashscope", "--mode", "r2v", "--references", "2", "--image", "a.png")
+    assert r.returncode == 2 and "--references" in r.stderr
+
+
+def test_demo_reports_each_video_as_it_is_ready_with_absolute_paths(tmp_path):
+    r = subprocess.run(CLI + ["demo", "--out-dir", "out"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "HAPPYHORSE_SIM_PROCESS_S": "0.5"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("Making 3 videos")
+    made = [line.split() for line in lines[1:]]
+    assert sorted(m[0] for m in made) == ["i2v", "r2v", "t2v"]
+    for m in made:
+        path = Path(m[1])
+        assert path.is_absolute() and path.parent == tmp_path / "out" and path.is_file()
+    ready_at = [float(m[-2].strip("(")) for m in made]
+    assert ready_at == sorted(ready_at), "listed in the order they finished, each when it was ready"
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    # `happyhorse providers | head -1`: here the reader is gone before the first line is written.
+    proc = subprocess.Popen(CLI + ["providers"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 141 and "Traceback" not in err, err
