@@ -54,7 +54,8 @@ def _inflight_for_loop() -> dict[Key, asyncio.Future]:
     return _inflight.setdefault(asyncio.get_running_loop(), {})
 
 
-async def find_earlier(key: Key, ledger: Ledger | None, display_name: str, watch: Watch) -> Earlier:
+async def find_earlier(key: Key, ledger: Ledger | None, display_name: str, watch: Watch, *,
+                       free: bool = False) -> Earlier:
     """What to do instead of submitting, or None to submit. Raises SubmitUncertain when an identical submit
     may have been billed without our knowing its task id (the user must decide).
 
@@ -63,12 +64,12 @@ async def find_earlier(key: Key, ledger: Ledger | None, display_name: str, watch
     await in between.
     """
     while True:
-        earlier = await _look(key, ledger, display_name, watch)
+        earlier = await _look(key, ledger, display_name, watch, free)
         if earlier is not None or key not in _inflight_for_loop():
             return earlier
 
 
-async def _look(key: Key, ledger: Ledger | None, display_name: str, watch: Watch) -> Earlier:
+async def _look(key: Key, ledger: Ledger | None, display_name: str, watch: Watch, free: bool) -> Earlier:
     inflight = _inflight_for_loop()
     if key in inflight:
         # The same request is being submitted in this process right now (e.g. two identical nodes).
@@ -98,7 +99,7 @@ async def _look(key: Key, ledger: Ledger | None, display_name: str, watch: Watch
         raise SubmitUncertain(
             f"An identical request was sent at {time.strftime('%H:%M', time.localtime(prior.created_at))} but "
             f"its submit never got an answer (it broke off, or the program stopped), so it may be running "
-            f"and billed at {display_name}. "
+            f"{'' if free else 'and billed '}at {display_name}. "
             f"Check the provider's dashboard; to submit anyway, force a new generation "
             f"(--new in the CLI, force_new on the node).")
     return None

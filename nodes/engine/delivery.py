@@ -19,6 +19,7 @@ import aiohttp
 
 from .errors import DownloadError
 from .http import Transport
+from .later import Later
 from .ledger import LedgerEntry, LedgerStatus
 from .progress import Phase, Watch
 
@@ -39,7 +40,7 @@ def target_path(out_path: str | None, out_dir: str, provider: str, mode: str, ta
 
 
 async def download_video(transport: Transport, url: str, target: Path, watch: Watch, entry: LedgerEntry, *,
-                         task_id: str, provider: str, attempts: int, max_bytes: int, sink: FrameSink | None = None
+                         task_id: str, later: Later, attempts: int, max_bytes: int, sink: FrameSink | None = None
                          ) -> str:
     """Download url to target, verified; returns the path. After `attempts` failures (or one that retrying
     cannot fix) the job is recorded as download_failed and DownloadError says how to collect it again.
@@ -71,8 +72,8 @@ async def download_video(transport: Transport, url: str, target: Path, watch: Wa
         await watch.sleep(min(2.0 ** attempt, 8.0))
     await entry.mark(LedgerStatus.DOWNLOAD_FAILED, error=last_error)
     raise DownloadError(f"Task {task_id} succeeded but its video could not be downloaded intact ({last_error}). "
-                        f"Nothing was handed on. Collect it again with `happyhorse jobs collect {task_id} "
-                        f"--provider {provider}` (result URLs usually expire after 24 h).")
+                        f"Nothing was handed on. {later.collect(task_id, again=True)}"
+                        + ("" if later.in_process else " (result URLs usually expire after 24 h)"))
 
 
 def copy_reused(path: str, out_path: str | None) -> str:

@@ -15,6 +15,7 @@ import aiohttp
 
 from .errors import JobCancelled, JobFailed, JobTimeout, ProviderError
 from .http import Transport, is_loopback
+from .later import Later
 from .ledger import LedgerEntry, LedgerStatus
 from .progress import Phase, Watch
 from .protocol import JobState, JobStatus
@@ -40,10 +41,17 @@ def poll_bounds(adapter, base_url: str) -> tuple[float, float]:
 class CancelOutcome(Enum):
     """What stopping a run did to its job at the provider."""
 
-    CANCELLED = "cancelled at the provider too (not billed)"
+    CANCELLED = "cancelled at the provider too"
     LEFT_RUNNING = "it was left running at the provider"                     # a collect only stops waiting
-    NO_CANCEL_API = "its API has no cancel, so it may still run and be billed"
-    REFUSED = "the provider refused to cancel it (it had already started), so it may finish and be billed"
+    NO_CANCEL_API = "its API has no cancel, so it may still run"
+    REFUSED = "the provider refused to cancel it (it had already started), so it may finish"
+
+    def told(self, later: Later) -> str:
+        """In words true for the host: nothing is billed on the simulator."""
+        if self is CancelOutcome.CANCELLED:
+            return self.value + ("" if later.free else " (not billed)")
+        return later.billed(self.value) if self in (CancelOutcome.NO_CANCEL_API, CancelOutcome.REFUSED) \
+            else self.value
 
 
 class Follower:
@@ -52,7 +60,7 @@ class Follower:
 
     def __init__(self, adapter, transport: Transport, task_id: str, watch: Watch, entry: LedgerEntry, *,
                  timeout_s: float, queue_timeout_s: float | None, bounds: tuple[float, float] | None,
-                 cancel_job: bool = True):
+                 later: Later, cancel_job: bool = True):
         self.adapter = adapter
         self.transport = transport
         self.task_id = task_id
@@ -61,6 +69,7 @@ class Follower:
         self.timeout_s = timeout_s
         self.queue_timeout_s = queue_timeout_s
         self.bounds = bounds or poll_bounds(adapter, transport.base_url)
+        self.later = later
         self.cancel_job = cancel_job
         self.state: JobState | None = None        # the last state the host reported
 
@@ -87,13 +96,12 @@ class Follower:
             if running_since is not None and now - running_since > self.timeout_s:
                 await self.entry.mark(LedgerStatus.TIMED_OUT)
                 raise JobTimeout(f"Task {self.task_id} is still running after {self.timeout_s:.0f} s. It was not "
-                                 f"cancelled; collect it later with `happyhorse jobs collect {self.task_id} "
-                                 f"--provider {self.adapter.name}` or the Collect node.", task_id=self.task_id)
+                                 f"cancelled. {self.later.collect(self.task_id)}", task_id=self.task_id)
             if (running_since is None and self.queue_timeout_s is not None
                     and now - started > self.queue_timeout_s):
                 await self.entry.mark(LedgerStatus.TIMED_OUT)
                 raise JobTimeout(f"Task {self.task_id} is still queued after {self.queue_timeout_s:.0f} s; it was "
-                                 f"not cancelled and can be collected later.", task_id=self.task_id)
+                                 f"not cancelled. {self.later.collect(self.task_id)}", task_id=self.task_id)
             delay = next_poll_delay(self.watch.elapsed(), expected, *self.bounds)
             await self.watch.sleep(delay, on_cancel=self.cancel)
 
@@ -115,10 +123,15 @@ class Follower:
         if status.state == JobState.FAILED:
             reason = status.error_message or status.error_code or "no reason given"
             await self.entry.mark(error=reason)
-            raise JobFailed(f"{self.name} reports task {task_id} failed: {reason}. "
-                            f"Failed jobs are normally not billed.", task_id=task_id, code=status.error_code)
+            raise JobFailed(f"{self.name} reports task {task_id} failed: {reason}."
+                            + ("" if self.later.free else " Failed jobs are normally not billed."),
+                            task_id=task_id, code=status.error_code)
         if status.state == JobState.CANCELED:
             raise JobCancelled(f"Task {task_id} was cancelled at the provider.", task_id=task_id)
+        if self.later.in_process:
+            raise ProviderError(f"The simulator inside this process does not know task {task_id}: it keeps only "
+                                f"the jobs it ran since this process started. Run the request again (it is free).",
+                                kind="not_found")
         raise ProviderError(f"{self.name} does not know task {task_id}: it expired (results are kept about "
                             f"24 h) or belongs to another account or region", kind="not_found")
 
@@ -129,10 +142,8 @@ class Follower:
         if outcome is not CancelOutcome.CANCELLED:
             await self.entry.mark(LedgerStatus.ABANDONED,
                                   error=f"stopped by the user while {self.state.value if self.state else 'submitting'}")
-        collect = ("" if outcome is CancelOutcome.CANCELLED else
-                   f"Collect it later with `happyhorse jobs collect {self.task_id} --provider "
-                   f"{self.adapter.name}` or the Collect node.")
-        raise JobCancelled(f"Stopped waiting for task {self.task_id}: {outcome.value}. " + collect,
+        collect = "" if outcome is CancelOutcome.CANCELLED else self.later.collect(self.task_id)
+        raise JobCancelled(f"Stopped waiting for task {self.task_id}: {outcome.told(self.later)}. " + collect,
                            task_id=self.task_id)
 
     async def _cancel_at_provider(self) -> CancelOutcome:

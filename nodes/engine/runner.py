@@ -36,6 +36,7 @@ from .capabilities import ProviderCaps
 from .delivery import copy_reused, download_video, target_path
 from .follow import Follower
 from .http import Transport, redact_url
+from .later import Later
 from .ledger import Ledger, LedgerEntry, LedgerStatus
 from .pricing import Estimate, estimate
 from .progress import Phase, Progress, Watch
@@ -146,7 +147,7 @@ class JobRunner:
         key = (self.adapter.name, self.endpoint.base_url, await asyncio.to_thread(req.fingerprint))
 
         earlier = None if opts.force_new else await dedupe.find_earlier(
-            key, self.ledger, self.adapter.caps.display_name, watch)
+            key, self.ledger, self.adapter.caps.display_name, watch, free=Later.of(self.endpoint).free)
         if isinstance(earlier, dedupe.Reuse):
             return await self._reuse(earlier.record, req, opts, watch)
         if isinstance(earlier, dedupe.Attach):
@@ -227,15 +228,17 @@ class JobRunner:
         from .media import probe_video
 
         watch.expected = opts.expected_s or self.adapter.expected_seconds(req)
+        later = Later.of(self.endpoint)
         follower = Follower(self.adapter, transport, task_id, watch, entry, timeout_s=opts.timeout_s,
-                            queue_timeout_s=opts.queue_timeout_s, bounds=opts.poll_bounds, cancel_job=cancel_job)
+                            queue_timeout_s=opts.queue_timeout_s, bounds=opts.poll_bounds, later=later,
+                            cancel_job=cancel_job)
         watch.start_ticker()
         try:
             status = await follower.until_finished(watch.expected)
             path = await download_video(
                 transport, status.video_url, target_path(opts.out_path, opts.out_dir, self.adapter.name, req.mode,
                                                          task_id),
-                watch, entry, task_id=task_id, provider=self.adapter.name, attempts=opts.download_attempts,
+                watch, entry, task_id=task_id, later=later, attempts=opts.download_attempts,
                 max_bytes=opts.max_download_bytes, sink=opts.frames)
         finally:
             await watch.stop_ticker()

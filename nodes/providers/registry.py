@@ -39,6 +39,7 @@ class Endpoint:
     adapter: ProviderAdapter
     base_url: str
     key: Secret
+    in_process: bool = False      # the simulator started inside this process: its jobs end with the process
 
 
 def resolve_endpoint(name: str, settings: Settings | None = None, base_url: str | None = None) -> Endpoint:
@@ -49,7 +50,7 @@ def resolve_endpoint(name: str, settings: Settings | None = None, base_url: str 
         from ..simulator.server import shared_simulator
 
         url = base_url or shared_simulator().base_url("dashscope")
-        return Endpoint(adapter, url.rstrip("/"), Secret("sim-local-key"))
+        return Endpoint(adapter, url.rstrip("/"), Secret("sim-local-key"), in_process=base_url is None)
     url = base_url.rstrip("/") if base_url else settings.base_url(adapter.name, adapter.default_base_url)
     return Endpoint(adapter, url, settings.api_key(adapter.name, adapter.caps.key_env))
 

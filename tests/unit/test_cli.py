@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import av
+from happyhorse.simulator.core import SimTiming
 
 CLI = [sys.executable, "-m", "happyhorse.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +214,51 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(60) == 141 and "Traceback" not in err, err
+
+
+def _interrupt_while_running(tmp_path, *args, env=None):
+    """Start a generate whose job runs for 30 s, Ctrl-C it once it runs; (exit code, stderr)."""
+    proc = subprocess.Popen(CLI + ["generate", "--mode", "t2v", "--prompt", "a horse that takes its time",
+                                   "--duration", "3", "--out", str(tmp_path / "clip.mp4"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HAPPYHORSE_SIM_QUEUE_S": "0.2", "HAPPYHORSE_SIM_PROCESS_S": "30",
+                                 **(env or {})})
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("running"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, "".join(seen) + err
+
+
+def test_in_process_simulator_jobs_are_described_truthfully(tmp_path):
+    # Running jobs cannot be cancelled (DashScope's rule, which the simulator follows), so this one goes on,
+    # inside a process that is about to end: no bill, and nothing to collect later.
+    code, err = _interrupt_while_running(tmp_path, "--provider", "simulator")
+    assert code == 130, err
+    assert "refused to cancel it" in err and "run the request again" in err
+    assert "billed" not in err and "jobs collect" not in err
+    r = run("generate", "--provider", "simulator", "--mode", "t2v", "--prompt", "slow", "--duration", "3",
+            "--timeout", "1", "--out", str(tmp_path / "t.mp4"), "--quiet", env={"HAPPYHORSE_SIM_PROCESS_S": "30"})
+    assert r.returncode == 2 and "still running after 1 s" in r.stderr and "run the request again" in r.stderr
+    assert "billed" not in r.stderr and "jobs collect" not in r.stderr
+    gone = run("jobs", "collect", "no-such-task", "--provider", "simulator")
+    assert gone.returncode == 2 and "inside this process" in gone.stderr and "Traceback" not in gone.stderr
+
+
+def test_a_simulator_elsewhere_is_free_and_collectable_where_it_runs(tmp_path, sim):
+    url = sim.base_url("dashscope")
+    sim.core.timing = SimTiming(0.2, 30)
+    code, err = _interrupt_while_running(tmp_path, "--provider", "simulator", "--base-url", url)
+    assert code == 130 and "billed" not in err, err
+    assert f"--provider simulator --base-url {url}`" in err
+
+
+def test_a_paid_host_still_says_it_may_bill_and_how_to_collect(tmp_path, sim):
+    sim.core.timing = SimTiming(0.2, 30)
+    code, err = _interrupt_while_running(tmp_path, "--provider", "dashscope", "--base-url", sim.base_url("dashscope"),
+                                         env={"DASHSCOPE_API_KEY": "sk-any"})
+    assert code == 130, err
+    assert "may finish and be billed" in err and "jobs collect" in err and "--provider dashscope" in err
