@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .engine.errors import HappyHorseError, JobCancelled
+from .engine.errors import HappyHorseError, JobCancelled, ValidationError
 from .engine.ledger import Ledger
 from .engine.pricing import check_price
 from .engine.request import MODES, RESOLUTIONS, VERSIONS, GenerationRequest, MediaInput
@@ -116,9 +116,36 @@ def _cancel_flag() -> tuple[list[bool], callable]:
     return flag, (lambda: flag[0])
 
 
+def fitted(req: GenerationRequest, a: argparse.Namespace) -> GenerationRequest:
+    """--fit: inputs that break the provider's limits are repaired, each change said on stderr. Without it
+    nothing is changed (and a refusal --fit could repair says so: see cmd_generate)."""
+    from .engine.imageprep import apply_fixes, fit_all
+
+    if a.fit is None:
+        if a.fit_ratio:
+            raise HappyHorseError("--fit-ratio W:H reframes images for --fit: give --fit crop or --fit pad with it")
+        return req
+    try:
+        fixes = fit_all(a.fit, a.fit_ratio)
+    except ValueError as exc:
+        raise HappyHorseError(f"--fit-ratio: {exc}") from None
+    req, notes = apply_fixes(req, get_adapter(a.provider).caps, fixes)
+    for note in notes:                 # a change to the user's input is always said, even with --quiet
+        print(f"fit: {note}", file=sys.stderr)
+    return req
+
+
 def cmd_generate(a: argparse.Namespace) -> int:
-    req = request_from_args(a)
-    check_request(req, get_adapter(a.provider), all_caps())   # bad input is refused before a key is even needed
+    from .engine.imageprep import with_fit_hint
+
+    req = fitted(request_from_args(a), a)
+    try:
+        check_request(req, get_adapter(a.provider), all_caps())   # bad input is refused before a key is needed
+    except ValidationError as exc:
+        if a.fit is not None:
+            raise
+        raise with_fit_hint(exc, "--fit", "add it to repair the inputs above (upscale, crop - or pad with --fit "
+                                          "pad - and re-encode); inputs within the limits are not touched") from None
     endpoint = resolve_endpoint(a.provider, base_url=a.base_url)
     runner = JobRunner(endpoint, ledger=Ledger(), all_caps=all_caps())
     opts = RunOptions(out_path=a.out, out_dir=a.out_dir, timeout_s=a.timeout, force_new=a.new, upload=a.upload)
@@ -315,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--new", action="store_true",
                    help="always submit a new paid job (by default an identical earlier request is reused, or "
                         "attached to if still running)")
+    g.add_argument("--fit", nargs="?", const="crop", choices=("crop", "pad"), default=None,
+                   help="repair inputs that break the provider's limits: upscale small images, bring a refused "
+                        "shape into range (crop, the default, or pad), re-encode images and videos that break a "
+                        "format, size, frame-rate, length or byte limit. Inputs within the limits are not touched; "
+                        "every change is reported")
+    g.add_argument("--fit-ratio", default=None, metavar="W:H",
+                   help="with --fit: crop or pad images to this ratio (e.g. 16:9) instead of only into range")
     g.add_argument("--upload", default=AUTO, choices=UPLOAD_CHOICES,
                    help="how local files reach the provider: auto (data URI if accepted, else the provider's own "
                         "store, else your S3 bucket; see docs/uploads.md) or force one")

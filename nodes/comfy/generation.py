@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from comfy_api.latest import InputImpl, Types, io
 
-from ..engine.errors import HappyHorseError
+from ..engine.errors import HappyHorseError, ValidationError
+from ..engine.imageprep import apply_fixes, fit_all, with_fit_hint
 from ..engine.ledger import Ledger
 from ..engine.request import MediaInput
 from ..engine.runner import JobResult, JobRunner, RunOptions, check_request
@@ -76,10 +77,18 @@ def _prompt_being_prepared() -> Any:
 _last_video: dict[str, tuple[str, JobResult]] = {}
 
 
-async def generate(cls: type[ResultNode], built: Built, settings: RunSettings) -> io.NodeOutput:
+async def generate(cls: type[ResultNode], built: Built, settings: RunSettings, fit: str = "off") -> io.NodeOutput:
     adapter = get_adapter(built.provider)
+    if fit != "off":
+        built = await asyncio.to_thread(fit_inputs, built, adapter.caps, fit)
     # Bad input is refused here, before a key is looked up or anything is sent.
-    req, _ = await asyncio.to_thread(check_request, built.request, adapter, all_caps())
+    try:
+        req, _ = await asyncio.to_thread(check_request, built.request, adapter, all_caps())
+    except ValidationError as exc:
+        if fit != "off":
+            raise
+        raise with_fit_hint(exc, "fit_inputs", "set it to crop or pad to repair the inputs above; inputs within "
+                                               "the limits are not touched") from None
     endpoint = await asyncio.to_thread(resolve_endpoint, built.provider)   # a missing key names its variable
     progress = NodeProgress(cls.hidden.unique_id, adapter.caps.display_name, built.notes, adapter.name)
     node_key, fingerprint = str(cls.hidden.unique_id), await asyncio.to_thread(req.fingerprint)
@@ -96,6 +105,13 @@ async def generate(cls: type[ResultNode], built: Built, settings: RunSettings) -
             lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled), progress)
         _last_video[node_key] = (fingerprint, result)
     return await result_outputs(result, settings.limits, progress, wanted, collector)
+
+
+def fit_inputs(built: Built, caps, fit: str) -> Built:
+    """fit_inputs crop / pad: the inputs that break the provider's limits repaired, each change reported on the
+    node (engine/imageprep.py). Off, nothing is changed and a refusal says fit_inputs could repair it."""
+    req, changes = apply_fixes(built.request, caps, fit_all(fit))
+    return replace(built, request=req, notes=(*built.notes, *(f"fit_inputs: {c}" for c in changes)))
 
 
 _ORIGIN = {"reused": " (an identical earlier job: nothing submitted or billed again)",
@@ -164,7 +180,7 @@ class Image2Video(ResultNode):
         first = await asyncio.to_thread(single_image, v["first_frame"], "first_frame")
         built = build_request("i2v", v.get("provider"), prompt=v["prompt"], seed=v["seed"], watermark=v["watermark"],
                               first_frame=first)
-        return await generate(cls, built, RunSettings.read(v))
+        return await generate(cls, built, RunSettings.read(v), v["fit_inputs"])
 
 
 def reference_media(images: torch.Tensor | None, references: dict | None) -> tuple[MediaInput, ...]:
@@ -187,7 +203,7 @@ class Reference2Video(ResultNode):
         refs = await asyncio.to_thread(reference_media, v.get("images"), v.get("references"))
         built = build_request("r2v", v.get("provider"), prompt=v["prompt"], seed=v["seed"], watermark=v["watermark"],
                               references=refs)
-        return await generate(cls, built, RunSettings.read(v))
+        return await generate(cls, built, RunSettings.read(v), v["fit_inputs"])
 
 
 def edit_source(video: Any, source_frames: torch.Tensor | None, source_fps: float) -> MediaInput | None:
@@ -212,7 +228,7 @@ class VideoEdit(ResultNode):
         refs = await asyncio.to_thread(reference_media, None, v.get("references"))
         built = build_request("edit", v.get("provider"), prompt=v["prompt"], seed=v["seed"], watermark=v["watermark"],
                               references=refs, source_video=source, audio_setting=v["audio_setting"])
-        return await generate(cls, built, RunSettings.read(v))
+        return await generate(cls, built, RunSettings.read(v), v["fit_inputs"])
 
 
 class CollectJob(ResultNode):

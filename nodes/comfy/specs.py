@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.imageprep import FIT_CHOICES
 from ..engine.request import MODE_TITLES
 from ..engine.uploads import AUTO, DATA_URI, PROVIDER_STORE, S3
 from ..engine.validation import SEED_MAX
@@ -165,6 +166,13 @@ TIMEOUT = Field("INT", "timeout_s", "Give up waiting after this much running tim
                 default=1800, min=60, max=24 * 3600, step=60, advanced=True)
 
 
+FIT = Field("COMBO", "fit_inputs", "Inputs that break the provider's limits. off: refused, saying why. crop / pad: "
+                                  "repaired - small images upscaled, a refused shape cropped to its centre (or "
+                                  "padded with black bars), images and videos re-encoded to meet format, size, "
+                                  "frame-rate, length and byte limits. Inputs within the limits are never touched; "
+                                  "every change is shown.", options=FIT_CHOICES, default="off", advanced=True)
+
+
 def frame_fields() -> tuple[Field, ...]:
     return (
         Field("INT", "max_frames", "Frames output: at most this many frames, spread evenly over the clip "
@@ -203,8 +211,9 @@ FRAMES_NOTE = (f" Frames output defaults to at most {FRAMES_MAX_MB_DEFAULT} MB o
 
 def _generation(mode: str, name: str, display: str, summary: str, media: tuple[Field, ...],
                 extra: tuple[Field, ...] = ()) -> NodeSpec:
+    # fit_inputs comes last: workflows saved before it existed keep every widget value in its place.
     fields = (prompt_field(mode != "i2v"), *media, provider_field(mode, with_upload=mode != "t2v"), *extra, SEED,
-              WATERMARK, FORCE_NEW, TIMEOUT, *frame_fields())
+              WATERMARK, FORCE_NEW, TIMEOUT, *frame_fields(), *((FIT,) if media else ()))
     return NodeSpec(ID_PREFIX + name, display, summary + FRAMES_NOTE, fields, RESULT_OUTPUTS, mode=mode)
 
 

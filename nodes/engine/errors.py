@@ -12,6 +12,7 @@ class HappyHorseError(Exception):
 class Violation:
     field: str
     message: str
+    fixable: bool = False      # an input the opt-in fixes (--fit, fit_inputs; engine/imageprep.py) can repair
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
@@ -25,6 +26,11 @@ class ValidationError(HappyHorseError):
         self.provider = provider
         head = f"Request refused before sending ({provider})" if provider else "Request refused before sending"
         super().__init__(head + ":\n" + "\n".join(f"  - {v}" for v in self.violations))
+
+    @property
+    def fixable(self) -> bool:
+        """Some input breaks a limit the opt-in fixes can repair (and the message should say how to ask)."""
+        return any(v.fixable for v in self.violations)
 
 
 class ConfigError(HappyHorseError):

@@ -1,9 +1,9 @@
-"""Input images and videos in the shape a provider takes: pixel batches to image files, and the repairs a user
-can turn on when an input breaks the provider's limits (caps.image_limits / caps.video_limits).
+"""The repairs a user can turn on when an input breaks the provider's limits (caps.image_limits /
+caps.video_limits): `--fit` in the CLI, the fit_inputs option on the nodes (see fit_all).
 
-Nothing here changes an input unless the matching fix is on, and every change comes back as a sentence to show
-the user. The checks themselves live in validation, which refuses what still breaks a limit before anything is
-sent.
+Nothing here changes an input unless the matching fix is on, and then only an input that needs it; every change
+comes back as a sentence to show the user. The checks themselves live in validation, which refuses what still
+breaks a limit before anything is sent.
 """
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
-import numpy as np
 from PIL import Image, ImageOps
 
 from .capabilities import ImageLimits, ProviderCaps, VideoLimits
 from .errors import ValidationError, Violation
-from .media import MediaError, VideoInfo, encode_image, inspect_image, probe_video
+from .media import MediaError, VideoInfo, inspect_image, probe_video
 from .request import GenerationRequest, MediaInput
 
 REFRAMES = ("off", "crop", "pad")
@@ -52,6 +51,27 @@ class MediaFixes:
             parse_ratio(self.ratio)
 
 
+# What the user picks: off, or every repair on with images of a refused shape cropped or padded.
+FIT_CHOICES = ("off", "crop", "pad")
+
+
+def fit_all(reframe: str, ratio: str | None = None) -> MediaFixes:
+    """Every repair on (`--fit` in the CLI, fit_inputs on the nodes): upscale an image below the minimum side,
+    bring one of a refused shape into range by `reframe` ("crop": the centre kept, "pad": black bars; with a
+    ratio, to that ratio), re-encode an image or a video that breaks a format, size, rate, length or byte limit.
+    Inputs within every limit are left exactly as they are."""
+    if reframe not in FIT_CHOICES[1:]:
+        raise ValueError(f"fit is crop or pad, got {reframe!r}")
+    return MediaFixes(upscale=True, reframe=reframe, ratio=ratio, reencode=True, reencode_video=True)
+
+
+def with_fit_hint(exc: ValidationError, option: str, how: str) -> ValidationError:
+    """A refusal the fixes could repair, with one more line naming the option the way the user sets it."""
+    if not exc.fixable:
+        return exc
+    return ValidationError(exc.violations + [Violation(option, how)], provider=exc.provider)
+
+
 def parse_ratio(text: str) -> float:
     try:
         w, h = (float(p) for p in text.split(":"))
@@ -60,26 +80,6 @@ def parse_ratio(text: str) -> float:
     except ValueError:
         pass
     raise ValueError(f"a ratio is written W:H, like 16:9; got {text!r}")
-
-
-# ------------------------------------------------------------------------------------------ pixel batches
-
-
-def encode_images(pixels: np.ndarray, fmt: str = "PNG", quality: int = 95) -> list[bytes]:
-    """[B,H,W,3] or [H,W,3] pixels (float 0..1 or uint8) -> one image file per picture, in batch order."""
-    batch = np.asarray(pixels)
-    if batch.ndim == 3:
-        batch = batch[None]
-    if batch.ndim != 4 or batch.shape[0] == 0:
-        raise ValueError(f"expected pixels shaped [B, H, W, 3] with B >= 1, got {batch.shape}")
-    return [encode_image(picture, fmt, quality) for picture in batch]
-
-
-def image_inputs(pixels: np.ndarray, fmt: str = "PNG", quality: int = 95, name: str = "image") -> list[MediaInput]:
-    """A pixel batch as request inputs, in batch order (image_001.png, image_002.png, ...)."""
-    ext = "jpg" if fmt.upper() in ("JPEG", "JPG") else fmt.lower()
-    return [MediaInput.image_bytes(data, name=f"{name}_{i + 1:03d}.{ext}")
-            for i, data in enumerate(encode_images(pixels, fmt, quality))]
 
 
 # ------------------------------------------------------------------------------------------ a whole request
@@ -94,19 +94,21 @@ def apply_fixes(req: GenerationRequest, caps: ProviderCaps, fixes: MediaFixes) -
     notes: list[str] = []
     lim = caps.image_limits
 
-    def image(role: str, m: MediaInput | None, min_side: int) -> MediaInput | None:
+    def image(role: str, m: MediaInput | None, min_side: int, max_bytes: int) -> MediaInput | None:
         if m is None or m.data is None:
             return m
         try:
-            data, changes = fit_image(m.data, role, min_side, lim, fixes)
+            data, changes = fit_image(m.data, role, min_side, lim, fixes, max_bytes)
         except MediaError:
             return m
         notes.extend(f"{role}: {c}" for c in changes)
         return MediaInput.image_bytes(data, name=_renamed(m.name or role, data)) if changes else m
 
-    first = image("first_frame", req.first_frame, lim.first_frame_min_side)
-    refs = tuple(image(f"reference_images[{i + 1}]", m, lim.reference_min_side)
-                 for i, m in enumerate(req.reference_images))
+    first = image("first_frame", req.first_frame, lim.first_frame_min_side, lim.max_bytes)
+    # The same limits validation applies: video-edit references follow the edit page, not reference-to-video's.
+    ref_side, ref_bytes = ((lim.edit_reference_min_side, lim.edit_reference_max_bytes) if req.mode == "edit"
+                           else (lim.reference_min_side, lim.max_bytes))
+    refs = tuple(image(f"reference_images[{i + 1}]", m, ref_side, ref_bytes) for i, m in enumerate(req.reference_images))
     video = req.source_video
     if fixes.reencode_video and video is not None and video.data is not None:
         try:
@@ -131,8 +133,8 @@ def _renamed(name: str, data: bytes) -> str:
 # ------------------------------------------------------------------------------------------ images
 
 
-def fit_image(data: bytes, role: str, min_side: int, limits: ImageLimits, fixes: MediaFixes
-              ) -> tuple[bytes, list[str]]:
+def fit_image(data: bytes, role: str, min_side: int, limits: ImageLimits, fixes: MediaFixes,
+              max_bytes: int | None = None) -> tuple[bytes, list[str]]:
     """Apply the fixes that are on and needed: reframe, then upscale, then re-encode. Returns the (possibly
     unchanged) file and what was changed. Raises MediaError for an unreadable file, ValidationError when
     re-encoding cannot reach the byte limit."""
@@ -159,12 +161,13 @@ def fit_image(data: bytes, role: str, min_side: int, limits: ImageLimits, fixes:
     if img is not None:
         data = _save(img, info.format)
 
-    if fixes.reencode and (info.format not in limits.formats or len(data) > limits.max_bytes):
+    max_bytes = limits.max_bytes if max_bytes is None else max_bytes
+    if fixes.reencode and (info.format not in limits.formats or len(data) > max_bytes):
         img = img or _open(data)
-        out, fmt, quality = _reencode(img, info.format, role, limits)
+        out, fmt, quality = _reencode(img, info.format, role, limits, max_bytes)
         how = fmt if quality is None else f"{fmt} quality {quality}"
         changes.append(f"re-encoded {info.format} {_mb(len(data))} -> {how} {_mb(len(out))} "
-                       f"(accepted: {', '.join(limits.formats)}, at most {_mb(limits.max_bytes)})")
+                       f"(accepted: {', '.join(limits.formats)}, at most {_mb(max_bytes)})")
         data = out
     return data, changes
 
@@ -224,7 +227,8 @@ def _save(img: Image.Image, fmt: str, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def _reencode(img: Image.Image, fmt: str, role: str, limits: ImageLimits) -> tuple[bytes, str, int | None]:
+def _reencode(img: Image.Image, fmt: str, role: str, limits: ImageLimits, max_bytes: int
+              ) -> tuple[bytes, str, int | None]:
     """The first of: lossless PNG (only when the format itself is refused), then lossy steps, that fits."""
     lossy = next((f for f in ("JPEG", "WEBP") if f in limits.formats), None)
     tries: list[tuple[str, int | None]] = []
@@ -235,10 +239,10 @@ def _reencode(img: Image.Image, fmt: str, role: str, limits: ImageLimits) -> tup
     out = b""
     for out_fmt, quality in tries:
         out = _save(img, out_fmt) if quality is None else _save(img, out_fmt, quality)
-        if len(out) <= limits.max_bytes:
+        if len(out) <= max_bytes:
             return out, out_fmt, quality
     last = f" (still {_mb(len(out))} at the lowest quality tried)" if out else ""
-    raise ValidationError([Violation(role, f"cannot be re-encoded within {_mb(limits.max_bytes)}{last}; "
+    raise ValidationError([Violation(role, f"cannot be re-encoded within {_mb(max_bytes)}{last}; "
                                            f"scale it down first")])
 
 

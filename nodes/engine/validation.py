@@ -190,17 +190,17 @@ def _check_media_content(req: GenerationRequest, caps: ProviderCaps, v: list[Vio
             v.append(Violation(name, str(exc)))
             continue
         if info.format not in lim.formats:
-            v.append(Violation(name, f"{info.format} is not accepted; use {', '.join(lim.formats)}"))
+            v.append(Violation(name, f"{info.format} is not accepted; use {', '.join(lim.formats)}", fixable=True))
         if len(m.data) > max_bytes:
             v.append(Violation(name, f"is {len(m.data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB: "
-                                     f"re-encode as JPEG or scale it down"))
+                                     f"re-encode as JPEG or scale it down", fixable=True))
         if min(info.width, info.height) < min_side:
             v.append(Violation(name, f"is {info.width}x{info.height}; each side must be at least {min_side} px: "
-                                     f"upscale it"))
+                                     f"upscale it", fixable=True))
         ratio = max(info.width, info.height) / max(1, min(info.width, info.height))
         if ratio > lim.max_aspect:
             v.append(Violation(name, f"aspect {info.width}:{info.height} is too extreme; keep it between "
-                                     f"1:{lim.max_aspect} and {lim.max_aspect}:1 (crop it)"))
+                                     f"1:{lim.max_aspect} and {lim.max_aspect}:1 (crop it)", fixable=True))
 
     if req.source_video is not None and req.source_video.data is not None:
         _check_video(req.source_video, caps, v)
@@ -212,7 +212,7 @@ def _check_video(m: MediaInput, caps: ProviderCaps, v: list[Violation]) -> None:
     lim = caps.video_limits
     if len(m.data or b"") > lim.max_bytes:
         v.append(Violation("source_video", f"is {len(m.data) / 1e6:.0f} MB; the limit is "
-                                           f"{lim.max_bytes / 1e6:.0f} MB: trim or re-encode it"))
+                                           f"{lim.max_bytes / 1e6:.0f} MB: trim or re-encode it", fixable=True))
         return
     try:
         info = probe_video_bytes(m.data or b"")
@@ -220,16 +220,20 @@ def _check_video(m: MediaInput, caps: ProviderCaps, v: list[Violation]) -> None:
         v.append(Violation("source_video", f"cannot be read as a video ({exc}); use an MP4 or MOV file"))
         return
     if info.container.split(",")[0] not in ("mov", "mp4") and not any(f in info.container for f in lim.formats):
-        v.append(Violation("source_video", f"container {info.container} is not accepted; use MP4 or MOV"))
+        v.append(Violation("source_video", f"container {info.container} is not accepted; use MP4 or MOV",
+                           fixable=True))
     if not (lim.min_duration_s <= info.duration_s <= lim.max_duration_s):
         v.append(Violation("source_video", f"is {info.duration_s:.1f} s long; it must be "
-                                           f"{lim.min_duration_s:.0f}-{lim.max_duration_s:.0f} s"))
+                                           f"{lim.min_duration_s:.0f}-{lim.max_duration_s:.0f} s",
+                           fixable=info.duration_s > lim.max_duration_s))      # too long is cut; too short is not
     short, long_ = sorted((info.width, info.height))
     if short < lim.min_short_side or long_ > lim.max_long_side:
         v.append(Violation("source_video", f"is {info.width}x{info.height}; the short side must be >= "
-                                           f"{lim.min_short_side} and the long side <= {lim.max_long_side}"))
+                                           f"{lim.min_short_side} and the long side <= {lim.max_long_side}",
+                           fixable=True))
     if long_ / max(1, short) > lim.max_aspect:
         v.append(Violation("source_video", f"is {info.width}x{info.height}; its shape must be between "
                                            f"1:{lim.max_aspect:g} and {lim.max_aspect:g}:1 (crop it)"))
     if info.fps <= lim.min_fps:
-        v.append(Violation("source_video", f"is {info.fps:.1f} fps; it must be above {lim.min_fps:.0f} fps"))
+        v.append(Violation("source_video", f"is {info.fps:.1f} fps; it must be above {lim.min_fps:.0f} fps",
+                           fixable=True))

@@ -262,3 +262,29 @@ def test_a_paid_host_still_says_it_may_bill_and_how_to_collect(tmp_path, sim):
                                          env={"DASHSCOPE_API_KEY": "sk-any"})
     assert code == 130, err
     assert "may finish and be billed" in err and "jobs collect" in err and "--provider dashscope" in err
+
+
+def test_fit_repairs_only_what_breaks_a_limit_and_says_so(tmp_path):
+    from PIL import Image
+
+    small, fine, wide = tmp_path / "small.png", tmp_path / "fine.png", tmp_path / "wide.png"
+    Image.new("RGB", (200, 150), (200, 60, 40)).save(small)
+    Image.new("RGB", (640, 480), (40, 60, 200)).save(fine)
+    Image.new("RGB", (1500, 400), (40, 160, 60)).save(wide)        # 3.75:1, beyond 2.5:1
+    base = ["generate", "--provider", "simulator", "--duration", "3", "--quiet"]
+
+    refused = run(*base, "--mode", "i2v", "--image", str(small), "--out", str(tmp_path / "a.mp4"))
+    assert refused.returncode == 2 and "200x150" in refused.stderr and "--fit: add it" in refused.stderr
+    fixed = run(*base, "--mode", "i2v", "--image", str(small), "--out", str(tmp_path / "a.mp4"), "--fit")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "fit: first_frame: upscaled 200x150 -> 400x300 to reach the 300 px minimum side" in fixed.stderr
+    with av.open(str(tmp_path / "a.mp4")) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (960, 720)
+
+    untouched = run(*base, "--mode", "r2v", "--prompt", "[Image 1] and [Image 2]", "--image", str(fine),
+                    "--image", str(wide), "--out", str(tmp_path / "b.mp4"), "--fit", "pad")
+    assert untouched.returncode == 0, untouched.stderr
+    notes = [line for line in untouched.stderr.splitlines() if line.startswith("fit: ")]
+    assert notes == ["fit: reference_images[2]: padded 1500x400 -> 1500x600 to the allowed range 1:2.5..2.5:1"]
+    bad = run(*base, "--mode", "i2v", "--image", str(fine), "--fit-ratio", "16:9")
+    assert bad.returncode == 2 and "--fit crop or --fit pad" in bad.stderr

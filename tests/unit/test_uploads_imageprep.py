@@ -1,4 +1,4 @@
-"""Pixel batches to image files, and the opt-in fixes: nothing changes unless asked, every change is reported."""
+"""The opt-in fixes: nothing changes unless asked, every change is reported."""
 import io
 
 import numpy as np
@@ -7,8 +7,7 @@ from PIL import Image
 
 from happyhorse.engine.capabilities import ImageLimits, VideoLimits
 from happyhorse.engine.errors import ValidationError
-from happyhorse.engine.imageprep import (MediaFixes, apply_fixes, encode_images, fit_image, fit_video,
-                                         image_inputs)
+from happyhorse.engine.imageprep import MediaFixes, apply_fixes, fit_all, fit_image, fit_video
 from happyhorse.engine.media import decode_image, inspect_image, probe_video
 from happyhorse.engine.request import GenerationRequest, MediaInput
 from happyhorse.engine.validation import collect_violations
@@ -37,36 +36,6 @@ def probe(data: bytes):
         return probe_video(path)
     finally:
         os.unlink(path)
-
-
-# ------------------------------------------------------------------------------------------ batches
-
-
-def test_float_batch_becomes_images_in_order():
-    batch = np.zeros((3, 40, 60, 3), np.float32)
-    for i in range(3):
-        batch[i, ..., i] = 1.0                       # red, green, blue
-    files = encode_images(batch)
-    assert len(files) == 3
-    for i, data in enumerate(files):
-        pixels = decode_image(data)
-        assert pixels.shape == (40, 60, 3) and pixels[0, 0, i] == 255 and pixels[0, 0].sum() == 255
-
-
-def test_uint8_single_image_and_jpeg_inputs():
-    picture = np.full((50, 70, 3), 128, np.uint8)
-    (data,) = encode_images(picture, "JPEG", quality=80)
-    assert inspect_image(data).format == "JPEG"
-    inputs = image_inputs(np.stack([picture, picture]), fmt="JPEG", name="frame")
-    assert [m.name for m in inputs] == ["frame_001.jpg", "frame_002.jpg"]
-    assert all(m.mime == "image/jpeg" and m.kind == "image" for m in inputs)
-
-
-def test_bad_batches_are_refused():
-    with pytest.raises(ValueError):
-        encode_images(np.zeros((0, 4, 4, 3), np.float32))
-    with pytest.raises(ValueError):
-        encode_images(np.zeros((4, 4), np.float32))
 
 
 # ------------------------------------------------------------------------------------------ image fixes
@@ -150,6 +119,18 @@ def test_apply_fixes_on_a_request_reports_per_role_and_passes_validation():
     assert fixed.reference_images[1] is req.reference_images[1] and fixed.reference_images[2] is req.reference_images[2]
     assert fixed.reference_images[0].name == "a.png"
     assert collect_violations(fixed, DS, all_caps()) == []
+
+
+def test_fixes_use_the_same_limits_as_validation_for_edit_references():
+    # Video-edit references need 300 px a side (reference-to-video's need 400): a 350 px one is fine for an edit
+    # and must be left alone there, but is upscaled for reference-to-video.
+    ref = MediaInput.image_bytes(png_bytes(350, 350), name="r.png")
+    edit = GenerationRequest(mode="edit", version="1.0", prompt="x", reference_images=(ref,),
+                             source_video=MediaInput.from_url("https://example.com/v.mp4", "video"))
+    assert apply_fixes(edit, DS, fit_all("crop")) == (edit, [])
+    r2v = GenerationRequest(mode="r2v", prompt="[Image 1]", reference_images=(ref,))
+    _, notes = apply_fixes(r2v, DS, fit_all("crop"))
+    assert notes == ["reference_images[1]: upscaled 350x350 -> 400x400 to reach the 400 px minimum side"]
 
 
 def test_ratio_option_is_checked():
