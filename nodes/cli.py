@@ -16,9 +16,9 @@ from .engine.errors import HappyHorseError, JobCancelled, ValidationError
 from .engine.ledger import Ledger
 from .engine.pricing import check_price
 from .engine.request import MODES, RESOLUTIONS, VERSIONS, GenerationRequest, MediaInput
-from .engine.runner import JobRunner, Progress, RunOptions, check_request
+from .engine.runner import JobRunner, Origin, Progress, RunOptions, check_request
 from .engine.uploads import AUTO, UPLOAD_CHOICES
-from .providers.registry import ADAPTERS, all_caps, get_adapter, resolve_endpoint
+from .providers.registry import ADAPTERS, all_caps, get_adapter, resolve_endpoint, resolve_for_task
 
 
 def _add_request_args(p: argparse.ArgumentParser, *, for_estimate: bool = False) -> None:
@@ -160,8 +160,10 @@ def cmd_generate(a: argparse.Namespace) -> int:
     else:
         cost = "free" if result.cost_usd == 0 else (f"{result.cost_usd:.2f} USD" if result.cost_usd is not None
                                                      else "cost unknown")
-        how = {"reused": "reused an identical earlier result, nothing billed; --new makes another",
-               "attached": "attached to an identical job already in flight"}.get(result.origin)
+        how = {Origin.REUSED: "reused an identical earlier result, nothing billed; --new makes another",
+               Origin.ATTACHED: "attached to the identical job paid for earlier, nothing submitted again",
+               Origin.REFETCHED: f"an identical earlier job's video was gone ({result.extra.get('earlier_file')}); "
+                                 f"its result was downloaded again, nothing billed"}.get(result.origin)
         print(f"Saved {result.path}  ({result.width}x{result.height}, {result.duration_s:.1f} s, "
               f"task {result.task_id}, {cost}{'; ' + how if how else ''})")
     return 0
@@ -241,13 +243,7 @@ def cmd_jobs(a: argparse.Namespace) -> int:
         print(json.dumps(rec.as_dict(), indent=2))
         return 0
     # collect
-    provider = a.provider
-    if provider is None:
-        rec = ledger.find_task(a.task_id)
-        if rec is None:
-            raise HappyHorseError(f"Task {a.task_id} is not in the ledger; name its provider with --provider")
-        provider = rec.provider
-    endpoint = resolve_endpoint(provider, base_url=a.base_url)
+    endpoint = resolve_for_task(ledger, a.task_id, a.provider, a.base_url)
     runner = JobRunner(endpoint, ledger=ledger, all_caps=all_caps())
     printer = _ProgressPrinter(quiet=a.quiet)
     _, is_cancelled = _cancel_flag()

@@ -9,7 +9,8 @@ _PHASE_WORDS = {Phase.STARTING: "starting", Phase.VALIDATING: "checking inputs",
                 Phase.DOWNLOADING: "downloading", Phase.VERIFYING: "checking the video",
                 Phase.CANCELLING: "cancelling", Phase.DONE: "done",
                 Phase.REUSED: "reusing the video of an identical earlier job",
-                Phase.ATTACHING: "following the identical job already running"}
+                Phase.ATTACHING: "following the identical job already running",
+                Phase.REFETCHING: "fetching the result of an identical earlier job again"}
 
 
 def price_text(est: Estimate | None) -> str:

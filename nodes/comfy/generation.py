@@ -16,7 +16,7 @@ from ..engine.imageprep import apply_fixes, fit_all, with_fit_hint
 from ..engine.ledger import Ledger
 from ..engine.request import MediaInput
 from ..engine.runner import JobResult, JobRunner, RunOptions, check_request
-from ..providers.registry import all_caps, get_adapter, resolve_endpoint
+from ..providers.registry import all_caps, get_adapter, resolve_endpoint, resolve_for_task
 from . import specs
 from .host import NodeProgress, ledger_path, output_dir, run_interruptibly
 from .params import Built, build_request, slot_order
@@ -115,7 +115,9 @@ def fit_inputs(built: Built, caps, fit: str) -> Built:
 
 
 _ORIGIN = {"reused": " (an identical earlier job: nothing submitted or billed again)",
-           "attached": " (the identical job that was already running)"}
+           "attached": " (the identical job paid for earlier: nothing submitted again)",
+           "refetched": " (an identical earlier job whose saved video was gone: its result was downloaded again, "
+                        "nothing billed)"}
 
 
 async def result_outputs(result: JobResult, limits: FrameLimits, progress: NodeProgress, wanted: Wanted,
@@ -243,10 +245,11 @@ class CollectJob(ResultNode):
         if not task_id:
             raise HappyHorseError("Enter the task id to collect (a generation node's task_id output, "
                                   "`happyhorse jobs list`, or the provider's console).")
-        endpoint = await asyncio.to_thread(resolve_endpoint, provider)
+        ledger = await asyncio.to_thread(Ledger, ledger_path())
+        endpoint = await asyncio.to_thread(resolve_for_task, ledger, task_id, provider)
         progress = NodeProgress(cls.hidden.unique_id, endpoint.adapter.caps.display_name,
                                 provider_id=endpoint.adapter.name)
-        runner = JobRunner(endpoint, ledger=await asyncio.to_thread(Ledger, ledger_path()), all_caps=all_caps())
+        runner = JobRunner(endpoint, ledger=ledger, all_caps=all_caps())
         run = RunSettings.read(v)
         wanted = cls.wanted()
         collector = FrameCollector(run.limits) if wanted.frames else None

@@ -15,7 +15,8 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from .errors import HappyHorseError, JobCancelled, SubmitUncertain
+from .delivery import still_saved
+from .errors import HappyHorseError, JobCancelled, SubmitUncertain, VideoGone
 from .ledger import ATTACHABLE, JobRecord, Ledger, LedgerStatus
 from .progress import Watch
 
@@ -40,7 +41,15 @@ class Attach:
     ledger_id: str | None
 
 
-Earlier = Reuse | Attach | None
+@dataclass(frozen=True)
+class Refetch:
+    """An identical job finished, but the file saved then is gone or changed: fetch its result again (free)."""
+
+    record: JobRecord
+    why: str                     # what became of the earlier file, in the user's words
+
+
+Earlier = Reuse | Attach | Refetch | None
 
 
 # Keyed by the loop object itself (weakly): ComfyUI may run each prompt in a new loop, and a dead loop's id can
@@ -88,10 +97,18 @@ async def _look(key: Key, ledger: Ledger | None, display_name: str, watch: Watch
            and time.time() - prior.created_at < SUBMIT_GRACE_S):
         await watch.sleep(0.5)
         prior = await asyncio.to_thread(ledger.get, prior.id)
-    if prior is None or time.time() - prior.created_at > RESULT_LIFETIME_S:
+    if prior is None:
         return None
-    if prior.status == LedgerStatus.DONE and prior.local_path and os.path.isfile(prior.local_path):
-        return Reuse(prior)
+    expired = time.time() - prior.created_at > RESULT_LIFETIME_S
+    if prior.status == LedgerStatus.DONE:
+        if await asyncio.to_thread(still_saved, prior.local_path, prior.size_bytes, prior.sha256):
+            return Reuse(prior)
+        why = saved_file_fate(prior)
+        if expired or not prior.task_id:
+            raise VideoGone(gone_message(prior, why, "the provider keeps results only about 24 h"))
+        return Refetch(prior, why)
+    if expired:
+        return None
     if prior.task_id and prior.status in ATTACHABLE:
         return Attach(prior.task_id, prior.id)
     if prior.status in (LedgerStatus.UNCERTAIN, LedgerStatus.SUBMITTING):
@@ -103,6 +120,23 @@ async def _look(key: Key, ledger: Ledger | None, display_name: str, watch: Watch
             f"Check the provider's dashboard; to submit anyway, force a new generation "
             f"(--new in the CLI, force_new on the node).")
     return None
+
+
+def saved_file_fate(prior: JobRecord) -> str:
+    """What became of a finished job's file, for the message."""
+    path = prior.local_path or "(no path recorded)"
+    if not prior.local_path or not os.path.isabs(prior.local_path) or prior.sha256 is None:
+        return f"its file ({path}) was recorded before sizes and checksums were kept, so it cannot be trusted"
+    if not os.path.isfile(prior.local_path):
+        return f"its file {path} was deleted or moved"
+    return f"its file {path} was changed since (the size or checksum differs)"
+
+
+def gone_message(prior: JobRecord, why: str, reason: str) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(prior.created_at))
+    return (f"An identical request was made on {when} (task {prior.task_id or '?'}), but {why}, and its result "
+            f"cannot be fetched again: {reason}. Nothing was submitted or billed. To make a new video (billed "
+            f"again), force a new generation (--new in the CLI, force_new on the node).")
 
 
 class Claim:

@@ -88,3 +88,7 @@ class DownloadError(HappyHorseError):
     def __init__(self, message: str, *, permanent: bool = False):
         self.permanent = permanent
         super().__init__(message)
+
+
+class VideoGone(HappyHorseError):
+    """An identical earlier job's video is neither on disk any more nor obtainable from the provider."""

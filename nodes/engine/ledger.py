@@ -42,11 +42,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     local_path TEXT,
     billed_seconds REAL,
     cost_usd REAL,
-    error TEXT
+    error TEXT,
+    size_bytes INTEGER,
+    sha256 TEXT,
+    usage TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_task ON jobs(provider, task_id);
 CREATE INDEX IF NOT EXISTS jobs_fp ON jobs(fingerprint);
 """
+# Columns added after the first release: a ledger made before them gets them on open (values NULL).
+ADDED_COLUMNS = (("size_bytes", "INTEGER"), ("sha256", "TEXT"), ("usage", "TEXT"))
+JSON_FIELDS = ("params", "inputs", "history", "usage")
 
 
 class LedgerStatus(TextEnum):
@@ -106,6 +112,9 @@ class JobRecord:
     billed_seconds: float | None
     cost_usd: float | None
     error: str | None
+    size_bytes: int | None = None       # of the saved video (local_path), with its sha256: reuse checks both
+    sha256: str | None = None
+    usage: dict | None = None           # the host's usage record for the finished job, as it sent it
 
     def __post_init__(self) -> None:
         self.status = LedgerStatus(self.status)
@@ -122,15 +131,20 @@ class Ledger:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
         db.row_factory = sqlite3.Row
         return db
 
-    def _write(self, sql: str, args: tuple) -> None:
+    def _insert(self, **row: Any) -> None:
         with self._lock, self._connect() as db:
-            db.execute(sql, args)
+            db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       tuple(row.values()))
 
     def create(self, req: GenerationRequest, provider: str, base_url: str) -> str:
         job_id = uuid.uuid4().hex
@@ -140,27 +154,29 @@ class Ledger:
                   "audio_setting": req.audio_setting}
         inputs = [{"role": role, "sha256": m.sha256, "url": m.url if m.url and not m.url.startswith("data:") else None,
                    "bytes": len(m.data) if m.data is not None else None} for role, m in req.media()]
-        history = [{"status": LedgerStatus.SUBMITTING.value, "at": now}]
-        self._write("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (job_id, now, now, provider, base_url, req.version, req.mode, req.prompt, json.dumps(params),
-                     json.dumps(inputs), req.fingerprint(), None, LedgerStatus.SUBMITTING.value, json.dumps(history),
-                     None, None, None, None, None))
+        self._insert(id=job_id, created_at=now, updated_at=now, provider=provider, base_url=base_url,
+                     version=req.version, mode=req.mode, prompt=req.prompt, params=json.dumps(params),
+                     inputs=json.dumps(inputs), fingerprint=req.fingerprint(), status=LedgerStatus.SUBMITTING.value,
+                     history=json.dumps([{"status": LedgerStatus.SUBMITTING.value, "at": now}]))
         return job_id
 
     def create_collect(self, provider: str, base_url: str, task_id: str) -> str:
         """A record for a job started elsewhere that we are asked to collect."""
         job_id = uuid.uuid4().hex
         now = time.time()
-        self._write("INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (job_id, now, now, provider, base_url, "", "", "", "{}", "[]", "", task_id, LedgerStatus.SUBMITTED.value,
-                     json.dumps([{"status": "collect", "at": now}]), None, None, None, None, None))
+        self._insert(id=job_id, created_at=now, updated_at=now, provider=provider, base_url=base_url, version="",
+                     mode="", prompt="", params="{}", inputs="[]", fingerprint="", task_id=task_id,
+                     status=LedgerStatus.SUBMITTED.value, history=json.dumps([{"status": "collect", "at": now}]))
         return job_id
 
     def update(self, job_id: str, *, status: LedgerStatus | None = None, **fields: Any) -> None:
-        allowed = {"task_id", "video_url", "local_path", "billed_seconds", "cost_usd", "error"}
+        allowed = {"task_id", "video_url", "local_path", "billed_seconds", "cost_usd", "error", "size_bytes",
+                   "sha256", "usage"}
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"unknown ledger fields {bad}")
+        if "usage" in fields:
+            fields["usage"] = json.dumps(fields["usage"]) if fields["usage"] is not None else None
         now = time.time()
         with self._lock, self._connect() as db:
             row = db.execute("SELECT status, history FROM jobs WHERE id=?", (job_id,)).fetchone()
@@ -204,8 +220,8 @@ class Ledger:
 
 def _record(row: sqlite3.Row) -> JobRecord:
     d = dict(row)
-    for k in ("params", "inputs", "history"):
-        d[k] = json.loads(d[k])
+    for k in JSON_FIELDS:
+        d[k] = json.loads(d[k]) if d[k] is not None else None
     return JobRecord(**d)
 
 

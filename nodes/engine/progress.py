@@ -19,7 +19,8 @@ TICK_S = 1.0
 
 
 class Phase(TextEnum):
-    """Where a run is, in the order a run passes through them (REUSED and ATTACHING replace submitting)."""
+    """Where a run is, in the order a run passes through them (REUSED, ATTACHING and REFETCHING replace
+    uploading and submitting)."""
 
     STARTING = "starting"
     VALIDATING = "validating"
@@ -27,6 +28,7 @@ class Phase(TextEnum):
     SUBMITTING = "submitting"
     REUSED = "reused"            # an identical earlier job's video is handed back; nothing submitted
     ATTACHING = "attaching"      # following an identical job already paid for
+    REFETCHING = "refetching"    # fetching an identical finished job's result again (its file is gone)
     QUEUED = "queued"
     RUNNING = "running"
     DOWNLOADING = "downloading"

@@ -8,13 +8,15 @@ Each concern has one home; put new logic in the module that owns it:
     runner.py     this sequence, RunOptions, JobResult, Origin, check_request. Routing/failover between
                   providers (issue 15) wraps JobRunner from outside (a new module), it does not live here.
     dedupe.py     never pay twice: in-flight claims in this event loop and the ledger's earlier identical job
-                  -> Reuse | Attach | None (or SubmitUncertain). Reconciling with a host's task list goes here.
+                  -> Reuse | Attach | Refetch | None (or SubmitUncertain, VideoGone). Reconciling with a host's
+                  task list goes here.
     submit.py     the paid POST and its ledger record; per-provider concurrency slots.
     follow.py     polling a task until it finishes: the rhythm (next_poll_delay, poll_bounds - the polling
                   policy), time limits, mapping final states to errors, cancel at the provider (CancelOutcome).
                   Host words for states are mapped to JobState by each adapter's parse_poll, not here.
-    delivery.py   the output file: target path, download (retries, caps), full-decode verify, atomic move,
-                  copy of a reused file.
+    delivery.py   the output file: target path and its writable check (before anything is paid), download
+                  (retries, caps, hashed as it streams), full-decode verify, atomic move; SavedVideo (absolute
+                  path, size, sha256) and the check that a reused file is still that very file.
     progress.py   Phase, Progress (what the user sees) and Watch (progress ticks, cancel checks at every wait).
     ledger.py     the journal and its typed LedgerStatus; LedgerEntry is one run's handle on its record.
     http.py       the transport (retries, redaction, download caps). uploads/ gets inputs to the provider.
@@ -33,7 +35,8 @@ import aiohttp
 
 from . import dedupe
 from .capabilities import ProviderCaps
-from .delivery import copy_reused, download_video, target_path
+from .delivery import SavedVideo, check_writable, copy_saved, download_video, target_path
+from .errors import DownloadError, ProviderError, VideoGone
 from .follow import Follower
 from .http import Transport, redact_url
 from .later import Later
@@ -75,6 +78,7 @@ class Origin(TextEnum):
     NEW = "new"                  # this run submitted (and paid for) the job
     ATTACHED = "attached"        # an identical job paid for earlier was followed to its video
     REUSED = "reused"            # an identical job's finished video was handed back; nothing submitted
+    REFETCHED = "refetched"      # an identical job's file was gone or changed: its result was fetched again
 
 
 @dataclass
@@ -143,6 +147,7 @@ class JobRunner:
         watch.update(Phase.VALIDATING)
         # Probing an edit source and hashing input bytes take a while on big inputs: off the event loop.
         req, est = await asyncio.to_thread(self.check, req)
+        await asyncio.to_thread(check_writable, opts.out_path, opts.out_dir)
         watch.estimate = est
         key = (self.adapter.name, self.endpoint.base_url, await asyncio.to_thread(req.fingerprint))
 
@@ -150,6 +155,8 @@ class JobRunner:
             key, self.ledger, self.adapter.caps.display_name, watch, free=Later.of(self.endpoint).free)
         if isinstance(earlier, dedupe.Reuse):
             return await self._reuse(earlier.record, req, opts, watch)
+        if isinstance(earlier, dedupe.Refetch):
+            return await self._refetch(earlier, req, est, opts, watch)
         if isinstance(earlier, dedupe.Attach):
             return await self._attach(earlier.task_id, earlier.ledger_id, req, est, opts, watch)
 
@@ -175,6 +182,7 @@ class JobRunner:
                       is_cancelled: Callable[[], bool] | None = None) -> JobResult:
         """Poll and download a job that was already submitted (after a crash, or started elsewhere)."""
         opts = opts or RunOptions()
+        await asyncio.to_thread(check_writable, opts.out_path, opts.out_dir)
         watch = Watch(on_progress, is_cancelled)
         watch.task_id = task_id
         entry = LedgerEntry(None, None)
@@ -193,12 +201,17 @@ class JobRunner:
             # Cancelling a collect only stops waiting: the job may belong to another run or another machine.
             return await self._follow(transport, task_id, req, est, opts, watch, entry, cancel_job=False)
 
-    # --- the three ways to a result ----------------------------------------------------------------
+    # --- the ways to a result other than a new job -----------------------------------------------
     async def _reuse(self, prior, req: GenerationRequest, opts: RunOptions, watch: Watch) -> JobResult:
-        """An identical job's finished video, handed back without submitting anything."""
+        """An identical job's finished video (shown unchanged by dedupe), handed back without submitting
+        anything; copied when the user named another output."""
         from .media import probe_video
 
-        path = await asyncio.to_thread(copy_reused, prior.local_path, opts.out_path)
+        saved = SavedVideo(prior.local_path, prior.size_bytes, prior.sha256)
+        if opts.out_path:
+            saved = await asyncio.to_thread(copy_saved, saved, target_path(
+                opts.out_path, opts.out_dir, self.adapter.name, req.mode, prior.task_id or ""))
+        path = saved.path
         watch.task_id = prior.task_id
         watch.update(Phase.REUSED, detail=f"same request as task {prior.task_id}; nothing submitted or billed")
         info = await asyncio.to_thread(probe_video, path)
@@ -222,6 +235,28 @@ class JobRunner:
         result.origin = Origin.ATTACHED
         return result
 
+    async def _refetch(self, earlier: dedupe.Refetch, req: GenerationRequest, est: Estimate, opts: RunOptions,
+                       watch: Watch) -> JobResult:
+        """The identical job finished but its saved file is gone or changed: download its result again from
+        the provider (asking for the task gives a current URL); nothing is submitted or billed."""
+        prior = earlier.record
+        watch.task_id = prior.task_id
+        watch.note = f"an identical earlier job's video is gone ({earlier.why}); fetching its result again, " \
+                     f"nothing submitted"
+        watch.update(Phase.REFETCHING)
+        try:
+            async with self._transport() as transport:
+                result = await self._follow(transport, prior.task_id, req, est, opts, watch,
+                                            LedgerEntry(self.ledger, prior.id), cancel_job=False)
+        except (DownloadError, ProviderError) as exc:
+            if isinstance(exc, ProviderError) and exc.kind != "not_found":
+                raise                   # e.g. a bad key: the user fixes that, the result may still be there
+            raise VideoGone(dedupe.gone_message(prior, earlier.why, f"the provider no longer has it ({exc})")) \
+                from None
+        result.origin = Origin.REFETCHED
+        result.extra["earlier_file"] = earlier.why
+        return result
+
     async def _follow(self, transport: Transport, task_id: str, req: GenerationRequest, est: Estimate,
                       opts: RunOptions, watch: Watch, entry: LedgerEntry, cancel_job: bool = True) -> JobResult:
         """From a task id to a verified local video: poll until finished, download, record it done."""
@@ -235,18 +270,20 @@ class JobRunner:
         watch.start_ticker()
         try:
             status = await follower.until_finished(watch.expected)
-            path = await download_video(
+            saved = await download_video(
                 transport, status.video_url, target_path(opts.out_path, opts.out_dir, self.adapter.name, req.mode,
                                                          task_id),
                 watch, entry, task_id=task_id, later=later, attempts=opts.download_attempts,
                 max_bytes=opts.max_download_bytes, sink=opts.frames)
         finally:
             await watch.stop_ticker()
-        info = await asyncio.to_thread(probe_video, path)
+        info = await asyncio.to_thread(probe_video, saved.path)
         billed, cost = self._charges(status, est)
-        await entry.mark(LedgerStatus.DONE, local_path=path, billed_seconds=billed, cost_usd=cost)
-        watch.update(Phase.DONE, detail=path)
-        return JobResult(path=path, task_id=task_id, provider=self.adapter.name, mode=req.mode, version=req.version,
+        await entry.mark(LedgerStatus.DONE, local_path=saved.path, size_bytes=saved.size_bytes, sha256=saved.sha256,
+                         billed_seconds=billed, cost_usd=cost, usage=status.usage)
+        watch.update(Phase.DONE, detail=saved.path)
+        return JobResult(path=saved.path, task_id=task_id, provider=self.adapter.name, mode=req.mode,
+                         version=req.version,
                          billed_seconds=billed, cost_usd=cost, video_url=status.video_url, ledger_id=entry.id,
                          width=info.width, height=info.height, duration_s=info.duration_s, fps=info.fps,
                          has_audio=info.has_audio)

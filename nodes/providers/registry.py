@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from ..engine.capabilities import ProviderCaps
 from ..engine.config import Secret, Settings
+from ..engine.errors import ValidationError, Violation
+from ..engine.ledger import Ledger
 from .aimlapi import AimlApiAdapter
 from .apiframe import ApiframeAdapter
 from .apixo import ApixoAdapter
@@ -95,3 +97,19 @@ def setup_status(settings: Settings | None = None) -> dict:
             hints.append(f"No upload bucket: {', '.join(needing)} take local images and videos only through one "
                          f"({S3_ENV['bucket']}).")
     return {"providers": providers, "upload_bucket": bucket, "dashscope_region": region, "hints": hints}
+
+
+def resolve_for_task(ledger: Ledger, task_id: str, provider: str | None = None, base_url: str | None = None,
+                     settings: Settings | None = None) -> Endpoint:
+    """Where to collect a recorded task: the provider and base URL it was submitted to, unless told otherwise
+    (another base URL is another account or region, where the task id means nothing). The built-in
+    simulator is the exception: its in-process server ends with the process that ran the job."""
+    rec = ledger.find_task(task_id, provider)
+    if provider is None:
+        if rec is None:
+            raise ValidationError([Violation("provider", f"task {task_id} is not in the job ledger ({ledger.path}); "
+                                                         f"name the provider it was submitted to")])
+        provider = rec.provider
+    if base_url is None and rec is not None and rec.provider == provider and provider != "simulator":
+        base_url = rec.base_url
+    return resolve_endpoint(provider, settings, base_url)

@@ -48,7 +48,7 @@ async def test_deleted_file_is_collected_again_not_repaid(runner, sim, tmp_path)
     first = await runner.run(REQ, RunOptions(out_dir=str(tmp_path)))
     os.unlink(first.path)
     again = await runner.run(REQ, RunOptions(out_dir=str(tmp_path)))
-    assert again.origin == "attached" and os.path.isfile(again.path)
+    assert again.origin == "refetched" and os.path.isfile(again.path)
     assert stats(sim)["submissions"] == {"dashscope": 1}
 
 
