@@ -182,7 +182,8 @@ class Transport:
                 raw = await self._send_once(call)
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 last = exc
-                await self._sleep(self.retry.delay(attempt, None))
+                if attempt + 1 < self.retry.attempts:       # no wait after the last try: report at once
+                    await self._sleep(self.retry.delay(attempt, None))
                 continue
             reply = self._effective(raw)
             if reply.status in ok:
