@@ -13,12 +13,26 @@ import time
 from pathlib import Path
 
 from .engine.errors import HappyHorseError, JobCancelled, ValidationError
+from .engine.fields import Fix, Surface
 from .engine.ledger import Ledger
 from .engine.pricing import check_price
 from .engine.request import MODES, RESOLUTIONS, VERSIONS, GenerationRequest, MediaInput
 from .engine.runner import JobRunner, Origin, Progress, RunOptions, check_request
 from .engine.uploads import AUTO, UPLOAD_CHOICES
 from .providers.registry import ADAPTERS, all_caps, get_adapter, resolve_endpoint, resolve_for_task
+
+
+# The CLI's words for the engine's fields (engine/fields.py), so errors name the options as typed.
+CLI = Surface(
+    names={"mode": "--mode", "version": "--version", "prompt": "--prompt", "first_frame": "--image",
+           "reference_images": "--image", "reference_image": "--image", "source_video": "--video",
+           "video": "--video", "resolution": "--resolution", "aspect_ratio": "--aspect-ratio",
+           "duration_s": "--duration", "seed": "--seed", "watermark": "--watermark",
+           "audio_setting": "--audio-setting", "source_video_duration_s": "--video-duration",
+           "provider": "--provider", "base_url": "--base-url", "out_path": "--out", "out_dir": "--out-dir",
+           "upload": "--upload"},
+    fixes={Fix.SUPPLY: "add {name}", Fix.REMOVE: "drop {name}", Fix.REMOVE_ALL: "drop {name}",
+           Fix.LEAVE_EMPTY: "leave out {name}", Fix.TURN_OFF: "leave out {name}"})
 
 
 def _add_request_args(p: argparse.ArgumentParser, *, for_estimate: bool = False) -> None:
@@ -305,7 +319,11 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     # Ctrl-C and SIGTERM are taken by sigwait below, in every thread (the server's inherits this mask), so the
     # server always stops cleanly and removes its videos.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    server = SimulatorServer(port=a.port, timing=SimTiming(a.queue_s, a.process_s)).start()
+    try:
+        server = SimulatorServer(port=a.port, timing=SimTiming(a.queue_s, a.process_s)).start()
+    except OSError as exc:
+        raise HappyHorseError(f"--port {a.port}: cannot serve there ({exc.strerror or exc}); choose another port, "
+                              f"or --port 0 for a free one") from None
     print(server.url, flush=True)
     for name, prefix in PREFIXES.items():
         print(f"  {name:<10} {server.url}{prefix}", file=sys.stderr)
@@ -434,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Stopped: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except HappyHorseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.render(CLI)}", file=sys.stderr)
         return 2
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)

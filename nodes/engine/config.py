@@ -55,6 +55,11 @@ class Settings:
 
     @classmethod
     def load(cls, extra_paths: list[Path] | None = None) -> "Settings":
+        named = os.environ.get(CONFIG_ENV)
+        if named and not Path(named).expanduser().is_file():
+            what = "is a folder" if Path(named).expanduser().is_dir() else "does not exist"
+            raise ConfigError(f"{CONFIG_ENV}={named}: that config file {what}. Point {CONFIG_ENV} at your "
+                              f"config.toml, or unset it to use {config_paths()[-1]}.")
         for path in config_paths(extra_paths):
             if path.is_file():
                 try:

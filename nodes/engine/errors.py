@@ -3,19 +3,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .fields import CANONICAL, Fix, Surface
+
 
 class HappyHorseError(Exception):
     """Base class: the message is written for the person running the graph or the CLI."""
 
+    def render(self, surface: Surface = CANONICAL) -> str:
+        """The message in the surface's words (see fields.py); most errors name no field."""
+        return str(self)
+
 
 @dataclass(frozen=True)
 class Violation:
-    field: str
+    field: str                  # canonical: a GenerationRequest field, an upload role, or a run option
     message: str
+    fix: Fix | None = None      # what to do, worded by the surface; appended to the message
     fixable: bool = False      # an input the opt-in fixes (--fit, fit_inputs; engine/imageprep.py) can repair
 
+    def render(self, surface: Surface = CANONICAL) -> str:
+        text = self.message + (f"; {surface.fix(self.fix, self.field)}" if self.fix else "")
+        return f"{surface.name(self.field)}: {text}"
+
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
+        return self.render()
 
 
 class ValidationError(HappyHorseError):
@@ -24,8 +35,11 @@ class ValidationError(HappyHorseError):
     def __init__(self, violations: list[Violation], provider: str = ""):
         self.violations = list(violations)
         self.provider = provider
-        head = f"Request refused before sending ({provider})" if provider else "Request refused before sending"
-        super().__init__(head + ":\n" + "\n".join(f"  - {v}" for v in self.violations))
+        super().__init__(self.render())
+
+    def render(self, surface: Surface = CANONICAL) -> str:
+        head = f"Request refused before sending ({self.provider})" if self.provider else "Request refused before sending"
+        return head + ":\n" + "\n".join(f"  - {v.render(surface)}" for v in self.violations)
 
     @property
     def fixable(self) -> bool:

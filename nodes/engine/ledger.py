@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .protocol import JobState, TextEnum
 from .request import GenerationRequest
 
@@ -126,15 +127,26 @@ class JobRecord:
 class Ledger:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_home() / "jobs.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-            for name, kind in ADDED_COLUMNS:
-                if name not in have:
-                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+                have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+                for name, kind in ADDED_COLUMNS:
+                    if name not in have:
+                        db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+        except (OSError, sqlite3.Error) as exc:
+            blocker = next((p for p in (self.path.parent, *self.path.parent.parents) if p.exists()), None)
+            reason = (f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir()
+                      else getattr(exc, "strerror", None) or str(exc))
+            where = (f"{HOME_ENV}={os.environ[HOME_ENV]}" if path is None and os.environ.get(HOME_ENV)
+                     else str(self.path.parent))
+            fix = (f"point {HOME_ENV} at a folder you can write to" if path is None and os.environ.get(HOME_ENV)
+                   else f"make {self.path.parent} writable or set {HOME_ENV} to a folder you can write to")
+            raise ConfigError(f"The job ledger cannot be kept in {where} ({reason}); {fix}. Nothing was sent.") \
+                from None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)

@@ -6,6 +6,7 @@ from typing import Iterable, Mapping
 
 from .capabilities import ProviderCaps
 from .errors import ValidationError, Violation
+from .fields import Fix
 from .request import MODE_TITLES, MODES, VERSIONS, GenerationRequest, MediaInput
 from .uploads import check_uploadable
 
@@ -67,12 +68,12 @@ def collect_violations(req: GenerationRequest, caps: ProviderCaps,
     elif req.aspect_ratio is not None:
         source = "first frame image" if req.mode == "i2v" else "source video"
         v.append(Violation("aspect_ratio", f"does not apply to {MODE_TITLES[req.mode]} at {caps.display_name}: "
-                                           f"the video keeps the {source}'s ratio; leave it empty"))
+                                           f"the video keeps the {source}'s ratio", Fix.LEAVE_EMPTY))
 
     if req.mode == "edit":
         if req.duration_s is not None:
             v.append(Violation("duration_s", "does not apply to video edit: the output is as long as the source "
-                                             "video (at most 15 s); leave it empty"))
+                                             "video (at most 15 s)", Fix.LEAVE_EMPTY))
     else:
         d = req.effective_duration_s
         if not isinstance(d, int) or isinstance(d, bool) or not (vcaps.min_duration_s <= d <= vcaps.max_duration_s):
@@ -81,18 +82,18 @@ def collect_violations(req: GenerationRequest, caps: ProviderCaps,
 
     if req.seed is not None:
         if not caps.takes_seed(req.version):
-            v.append(Violation("seed", f"{caps.display_name} takes no seed on HappyHorse {req.version}; "
-                                       f"leave it empty"))
+            v.append(Violation("seed", f"{caps.display_name} takes no seed on HappyHorse {req.version}",
+                                       Fix.LEAVE_EMPTY))
         elif not (0 <= req.seed <= SEED_MAX):
             v.append(Violation("seed", f"{req.seed} is out of range; use 0-{SEED_MAX}"))
 
     if req.watermark and not caps.takes_watermark(req.version):
-        v.append(Violation("watermark", f"{caps.display_name} has no watermark option on HappyHorse {req.version}; "
-                                        f"turn it off"))
+        v.append(Violation("watermark", f"{caps.display_name} has no watermark option on HappyHorse {req.version}",
+                                        Fix.TURN_OFF))
 
     if req.audio_setting is not None:
         if req.mode != "edit":
-            v.append(Violation("audio_setting", "only applies to video edit; leave it empty"))
+            v.append(Violation("audio_setting", "only applies to video edit", Fix.LEAVE_EMPTY))
         elif req.audio_setting not in AUDIO_SETTINGS:
             v.append(Violation("audio_setting", f"'{req.audio_setting}' is not allowed; use auto or origin"))
 
@@ -136,9 +137,10 @@ def _check_media_counts(req: GenerationRequest, vcaps, caps: ProviderCaps, other
     refs = len(req.reference_images)
     if req.mode == "i2v":
         if req.first_frame is None:
-            v.append(Violation("first_frame", "image-to-video needs exactly one first-frame image; connect one"))
+            v.append(Violation("first_frame", "image-to-video needs exactly one first-frame image", Fix.SUPPLY))
     elif req.first_frame is not None:
-        v.append(Violation("first_frame", f"only applies to image-to-video, not {MODE_TITLES[req.mode]}; remove it"))
+        v.append(Violation("first_frame", f"only applies to image-to-video, not {MODE_TITLES[req.mode]}",
+                           Fix.REMOVE))
 
     if req.mode == "r2v":
         if not (vcaps.r2v_min_refs <= refs <= vcaps.r2v_max_refs):
@@ -152,13 +154,14 @@ def _check_media_counts(req: GenerationRequest, vcaps, caps: ProviderCaps, other
             v.append(Violation("reference_images", f"{refs} given; video edit takes at most {vcaps.edit_max_refs}"))
     elif refs:
         v.append(Violation("reference_images", f"only apply to reference-to-video and video edit, "
-                                               f"not {MODE_TITLES[req.mode]}; remove them"))
+                                               f"not {MODE_TITLES[req.mode]}", Fix.REMOVE_ALL))
 
     if req.mode == "edit":
         if req.source_video is None:
-            v.append(Violation("source_video", "video edit needs a source video; connect one"))
+            v.append(Violation("source_video", "video edit needs a source video", Fix.SUPPLY))
     elif req.source_video is not None:
-        v.append(Violation("source_video", f"only applies to video edit, not {MODE_TITLES[req.mode]}; remove it"))
+        v.append(Violation("source_video", f"only applies to video edit, not {MODE_TITLES[req.mode]}",
+                           Fix.REMOVE))
 
 
 def _check_media_transport(req: GenerationRequest, caps: ProviderCaps, v: list[Violation]) -> None:

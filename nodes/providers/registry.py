@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..engine.capabilities import ProviderCaps
 from ..engine.config import Secret, Settings
@@ -44,9 +45,20 @@ class Endpoint:
     in_process: bool = False      # the simulator started inside this process: its jobs end with the process
 
 
+def check_base_url(url: str) -> None:
+    """An explicit base URL is an http(s) URL with a host; anything else is refused before it is used."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError([Violation("base_url", f"{url!r} is not a URL; give the provider's API base URL, "
+                                                     f"like https://dashscope-intl.aliyuncs.com (or a simulator URL "
+                                                     f"printed by `happyhorse simulate`)")])
+
+
 def resolve_endpoint(name: str, settings: Settings | None = None, base_url: str | None = None) -> Endpoint:
     """Where to send requests and with which key. Raises ConfigError naming the variable when a key is missing."""
     adapter = get_adapter(name)
+    if base_url is not None:
+        check_base_url(base_url)
     settings = settings or Settings.load()
     if adapter.name == "simulator":
         from ..simulator.server import shared_simulator
