@@ -141,10 +141,11 @@ class Ledger:
             blocker = next((p for p in (self.path.parent, *self.path.parent.parents) if p.exists()), None)
             reason = (f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir()
                       else getattr(exc, "strerror", None) or str(exc))
-            where = (f"{HOME_ENV}={os.environ[HOME_ENV]}" if path is None and os.environ.get(HOME_ENV)
-                     else str(self.path.parent))
-            fix = (f"point {HOME_ENV} at a folder you can write to" if path is None and os.environ.get(HOME_ENV)
-                   else f"make {self.path.parent} writable or set {HOME_ENV} to a folder you can write to")
+            from_env = path is None and bool(os.environ.get(HOME_ENV))
+            where = f"{HOME_ENV}={os.environ[HOME_ENV]}" if from_env else str(self.path.parent)
+            fix = (f"point {HOME_ENV} at a folder you can write to" if from_env
+                   else f"make {self.path.parent} a folder you can write to"
+                   + (f" or set {HOME_ENV} to one" if path is None else ""))
             raise ConfigError(f"The job ledger cannot be kept in {where} ({reason}); {fix}. Nothing was sent.") \
                 from None
 
