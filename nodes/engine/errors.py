@@ -48,7 +48,22 @@ class ValidationError(HappyHorseError):
 
 
 class ConfigError(HappyHorseError):
-    """Missing or bad local configuration (API key, bucket, base URL)."""
+    """Missing or bad local configuration (API key, bucket, base URL).
+
+    Keyword arguments name canonical fields for {placeholders} in the message, so each surface words them
+    (`ConfigError("... cannot send the {role}", role="first_frame")` -> "the --image" in the CLI).
+    """
+
+    def __init__(self, message: str, **fields: str):
+        self.template = message
+        self.fields = fields
+        super().__init__(self.render())
+
+    def render(self, surface: Surface = CANONICAL) -> str:
+        text = self.template           # only the named placeholders are filled: paths may hold braces
+        for key, field_name in self.fields.items():
+            text = text.replace("{" + key + "}", surface.name(field_name))
+        return text
 
 
 class ProviderError(HappyHorseError):

@@ -89,3 +89,17 @@ def test_every_engine_field_has_a_cli_name_and_nodes_can_word_their_own():
         "  - image: image-to-video needs exactly one first-frame image; connect one",
         "  - references #2: is 100x100; upscale it"]
     assert "first_frame: image-to-video needs exactly one first-frame image; connect one" in str(err)
+
+
+def test_upload_errors_name_the_options_as_typed(tmp_path):
+    from tests.conftest import png_bytes
+
+    image = tmp_path / "first.png"
+    image.write_bytes(png_bytes(800, 600))
+    r = run("generate", "--provider", "getimg", "--mode", "i2v", "--image", str(image), "--prompt", "x",
+            "--duration", "3")
+    refused(r, "no upload bucket is configured to put the --image file on")
+    r = run("generate", "--provider", "dashscope", "--mode", "i2v", "--image", str(image), "--prompt", "x",
+            "--duration", "3", "--upload", "s3", env={"DASHSCOPE_API_KEY": "sk-test"})
+    refused(r, "--upload 's3' was asked for the --image, but no bucket is configured")
+    assert "first_frame" not in r.stderr and ledger_rows() == []

@@ -47,17 +47,17 @@ def choose_backend(role: str, m: MediaInput, caps: ProviderCaps, upload: str,
             return S3
         if caps.accepts_data_uri:
             return DATA_URI
-        raise ConfigError(f"{name} only takes public URLs, and no upload bucket is configured to put the {role} "
-                          f"file on. {_bucket_howto(settings)} Or pass a public URL instead of the file.")
+        raise ConfigError(f"{name} only takes public URLs, and no upload bucket is configured to put the {{role}} "
+                          f"file on. {_bucket_howto(settings)} Or pass a public URL instead of the file.", role=role)
     if upload == DATA_URI and not caps.accepts_data_uri:
-        raise ConfigError(f"{name} rejects data: URIs, so upload '{DATA_URI}' cannot send the {role}; use "
-                          f"'{AUTO}' or '{S3}' (an upload bucket).")
+        raise ConfigError(f"{name} rejects data: URIs, so {{upload}} '{DATA_URI}' cannot send the {{role}}; use "
+                          f"'{AUTO}' or '{S3}' (an upload bucket).", role=role, upload="upload")
     if upload == PROVIDER_STORE and not caps.has_temp_store:
-        raise ConfigError(f"{name} has no upload store of its own, so upload '{PROVIDER_STORE}' cannot send the "
-                          f"{role}; use '{AUTO}' or '{S3}' (an upload bucket).")
+        raise ConfigError(f"{name} has no upload store of its own, so {{upload}} '{PROVIDER_STORE}' cannot send "
+                          f"the {{role}}; use '{AUTO}' or '{S3}' (an upload bucket).", role=role, upload="upload")
     if upload == S3 and bucket() is None:
-        raise ConfigError(f"upload '{S3}' was asked for the {role}, but no bucket is configured. "
-                          f"{_bucket_howto(settings)}")
+        raise ConfigError(f"{{upload}} '{S3}' was asked for the {{role}}, but no bucket is configured. "
+                          f"{_bucket_howto(settings)}", role=role, upload="upload")
     return upload
 
 
@@ -73,7 +73,8 @@ def plan_uploads(req: GenerationRequest, caps: ProviderCaps, upload: str = AUTO,
     """The way each of req.media() goes, in order, and the bucket when one is used. Raises ConfigError (nothing
     is sent) if any input cannot reach caps' host."""
     if upload not in UPLOAD_CHOICES:
-        raise ConfigError(f"upload {upload!r} is not a choice; use one of {', '.join(UPLOAD_CHOICES)}")
+        raise ConfigError(f"{{upload}} {upload!r} is not a choice; use one of {', '.join(UPLOAD_CHOICES)}",
+                          upload="upload")
     media = req.media()
     if all(m.data is None for _, m in media):
         return [None] * len(media), None        # nothing to upload: no settings read at all

@@ -155,6 +155,6 @@ class S3Bucket:
 
     def _failed(self, role: str, key: str, detail: str) -> ConfigError:
         where = f" at {self.settings.endpoint_url}" if self.settings.endpoint_url else ""
-        return ConfigError(f"Uploading the {role} to s3://{self.settings.bucket}/{key}{where} failed ({detail}). "
+        return ConfigError(f"Uploading the {{role}} to s3://{self.settings.bucket}/{key}{where} failed ({detail}). "
                            f"Nothing was submitted. Check {ENV['bucket']}, {ENV['endpoint_url']} and "
-                           f"{ENV['region']}; {CREDENTIALS_HINT}.")
+                           f"{ENV['region']}; {CREDENTIALS_HINT}.", role=role)
