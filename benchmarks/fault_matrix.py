@@ -5,6 +5,9 @@ whose message says what happened), how many submissions the simulator accepted (
 whether any accepted job was lost (accepted by the host but neither delivered nor findable in the ledger).
 
     python -m benchmarks.fault_matrix            # prints the summary table and totals
+
+Routing cases (provider auto over two hosts): the first host down, out of credits or answering 503 must fail
+over to the next; an uncertain submit at the first must stop there. Either way nothing is paid twice.
 """
 from __future__ import annotations
 
@@ -141,6 +144,72 @@ async def run_matrix(providers: list[str] | None = None, faults: tuple[Fault, ..
     return outcomes
 
 
+@dataclass(frozen=True)
+class RoutingCase:
+    name: str
+    fault: dict | None             # injected at the first host; None with first_down
+    expect: str                    # "recover" (at the next host) | "report" (stop: the first host may have it)
+    first_down: bool = False
+
+
+# Provider auto over two simulated hosts: APIXO is cheapest for this request (1.0, 720p, 3 s), DashScope next.
+ROUTING_HOSTS = ("apixo", "dashscope")
+ROUTING_CASES: tuple[RoutingCase, ...] = (
+    RoutingCase("auto: first host down", None, "recover", first_down=True),
+    RoutingCase("auto: first host out of credits", {"stage": "submit", "kind": "status", "status": 402}, "recover"),
+    RoutingCase("auto: first host 503 on submit", {"stage": "submit", "kind": "status", "status": 503}, "recover"),
+    RoutingCase("auto: first host uncertain", {"stage": "submit", "kind": "drop_after"}, "report"),
+)
+
+
+async def run_routing_case(sim: SimulatorServer, case: RoutingCase, index: int, workdir: str) -> Outcome:
+    from happyhorse.engine.routing import plan_route, run_auto
+
+    first, second = ROUTING_HOSTS
+    for name in ROUTING_HOSTS:
+        os.environ[ADAPTERS[name].caps.key_env] = KEY_ENV_VALUE
+        os.environ[f"HAPPYHORSE_{name.upper()}_BASE_URL"] = sim.base_url(name)
+    if case.first_down:
+        os.environ[f"HAPPYHORSE_{first.upper()}_BASE_URL"] = _closed_port_url()
+    ledger = Ledger(os.path.join(workdir, f"ledger-auto-{index}.sqlite3"))
+    req = GenerationRequest(mode="t2v", version="1.0", prompt=f"routing case {index}", duration_s=3)
+    before = sum(sim_stats(sim.url)["submissions"].get(n, 0) for n in ROUTING_HOSTS)
+    if case.fault is not None:
+        inject_fault(sim.url, {"provider": first, **case.fault})
+    plan = plan_route(req).require()
+    result, message = "WRONG", ""
+    try:
+        res = await run_auto(plan, RunOptions(out_dir=workdir), ledger=ledger)
+        result = "recovered" if res.provider == second else "WRONG"
+    except SubmitUncertain as exc:
+        message = str(exc)
+        result = "reported"
+    except HappyHorseError as exc:
+        message = str(exc)
+    accepted = sum(sim_stats(sim.url)["submissions"].get(n, 0) for n in ROUTING_HOSTS) - before
+    known = sum(1 for r in ledger.recent(50) if r.task_id or r.status == "uncertain")
+    if (result == "recovered") != (case.expect == "recover"):
+        result = "WRONG"
+    sim.core.faults[first].clear()
+    return Outcome("auto", case.name, case.expect, result, accepted, max(0, accepted - 1),
+                   max(0, accepted - known), message[:160])
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def run_routing_matrix(cases: tuple[RoutingCase, ...] = ROUTING_CASES) -> list[Outcome]:
+    with tempfile.TemporaryDirectory() as workdir, \
+            SimulatorServer(timing=SimTiming(queue_s=0.2, process_s=0.4)) as sim:
+        return [await run_routing_case(sim, case, i, workdir) for i, case in enumerate(cases)]
+
+
 def summarize(outcomes: list[Outcome]) -> dict:
     return {
         "providers": len({o.provider for o in outcomes}),
@@ -154,7 +223,7 @@ def summarize(outcomes: list[Outcome]) -> dict:
 
 
 def main() -> int:
-    outcomes = asyncio.run(run_matrix(sys.argv[1:] or None))
+    outcomes = asyncio.run(run_matrix(sys.argv[1:] or None)) + asyncio.run(run_routing_matrix())
     for o in outcomes:
         print(f"{o.provider:<10} {o.fault:<30} {o.result:<10} submissions={o.submissions} "
               f"dup={o.duplicates} lost={o.lost}")

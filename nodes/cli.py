@@ -13,12 +13,17 @@ import time
 from pathlib import Path
 
 from .engine.errors import HappyHorseError, JobCancelled, ValidationError
+from .engine import routing
+from .engine.budget import SpendGuard, spend_summary
 from .engine.fields import Fix, Surface
 from .engine.ledger import Ledger
 from .engine.pricing import check_price
+from .engine.promptcheck import reference_warnings
 from .engine.request import MODES, RESOLUTIONS, VERSIONS, GenerationRequest, MediaInput
 from .engine.runner import JobRunner, Origin, Progress, RunOptions, check_request
-from .engine.uploads import AUTO, UPLOAD_CHOICES
+from .engine.routing import AUTO
+from .engine.uploads import AUTO as UPLOAD_AUTO
+from .engine.uploads import UPLOAD_CHOICES
 from .providers.registry import ADAPTERS, all_caps, get_adapter, resolve_endpoint, resolve_for_task
 
 
@@ -36,8 +41,9 @@ CLI = Surface(
 
 
 def _add_request_args(p: argparse.ArgumentParser, *, for_estimate: bool = False) -> None:
-    p.add_argument("--provider", default="simulator", choices=list(ADAPTERS),
-                   help="who runs the job (default: the free local simulator)")
+    p.add_argument("--provider", default="simulator", choices=[*ADAPTERS, AUTO],
+                   help="who runs the job (default: the free local simulator); auto: the cheapest host you have a "
+                        "key for that takes the request, failing over to the next if it refuses the job")
     p.add_argument("--version", default=None, choices=VERSIONS,
                    help="HappyHorse model version (default: the newest the provider offers for this mode)")
     p.add_argument("--mode", required=True, choices=MODES, help="t2v, i2v, r2v or edit (never guessed)")
@@ -52,7 +58,8 @@ def _add_request_args(p: argparse.ArgumentParser, *, for_estimate: bool = False)
                        help="r2v/edit: how many reference images (instead of --image; only the count matters)")
     p.add_argument("--prompt", default="", help="what the video shows")
     p.add_argument("--image", action="append", default=[], metavar="PATH_OR_URL",
-                   help="i2v: the first frame; r2v/edit: reference images in order ([Image 1], ...)")
+                   help="i2v: the first frame; r2v/edit: reference images in order, named in the prompt as "
+                        "[Image 1], [Image 2], ... or character1, character2, ...")
     p.add_argument("--video", default=None, metavar="PATH_OR_URL", help="edit: the source video")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--watermark", action=argparse.BooleanOptionalAction, default=False,
@@ -80,7 +87,7 @@ def default_version(provider: str, mode: str) -> str:
 
 def request_from_args(a: argparse.Namespace) -> GenerationRequest:
     if a.version is None:
-        a.version = default_version(a.provider, a.mode)
+        a.version = routing.default_version(a.mode) if a.provider == AUTO else default_version(a.provider, a.mode)
     images = tuple(_media(v, "image") for v in a.image)
     first = images[0] if a.mode == "i2v" and images else None
     refs = images[1:] if a.mode == "i2v" else images
@@ -130,6 +137,18 @@ def _cancel_flag() -> tuple[list[bool], callable]:
     return flag, (lambda: flag[0])
 
 
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def _auto_plan(a: argparse.Namespace, req: GenerationRequest) -> routing.RoutePlan:
+    if a.base_url:
+        raise HappyHorseError("--base-url names one host's address; with --provider auto set "
+                              "HAPPYHORSE_<PROVIDER>_BASE_URL (or [base_urls] in the config) for each host instead")
+    return routing.plan_route(req)
+
+
 def fitted(req: GenerationRequest, a: argparse.Namespace) -> GenerationRequest:
     """--fit: inputs that break the provider's limits are repaired, each change said on stderr. Without it
     nothing is changed (and a refusal --fit could repair says so: see cmd_generate)."""
@@ -152,21 +171,33 @@ def fitted(req: GenerationRequest, a: argparse.Namespace) -> GenerationRequest:
 def cmd_generate(a: argparse.Namespace) -> int:
     from .engine.imageprep import with_fit_hint
 
-    req = fitted(request_from_args(a), a)
-    try:
-        check_request(req, get_adapter(a.provider), all_caps())   # bad input is refused before a key is needed
-    except ValidationError as exc:
-        if a.fit is not None:
-            raise
-        raise with_fit_hint(exc, "--fit", "add it to repair the inputs above (upscale, crop - or pad with --fit "
-                                          "pad - and re-encode); inputs within the limits are not touched") from None
-    endpoint = resolve_endpoint(a.provider, base_url=a.base_url)
-    runner = JobRunner(endpoint, ledger=Ledger(), all_caps=all_caps())
-    opts = RunOptions(out_path=a.out, out_dir=a.out_dir, timeout_s=a.timeout, force_new=a.new, upload=a.upload)
+    if a.provider == AUTO and a.fit is not None:
+        raise HappyHorseError("--fit repairs inputs for one host's limits: name a --provider to use it")
+    req = fitted(request_from_args(a), a) if a.provider != AUTO else request_from_args(a)
+    opts = RunOptions(out_path=a.out, out_dir=a.out_dir, timeout_s=a.timeout, force_new=a.new, upload=a.upload,
+                      spend_guard=SpendGuard.load(a.max_usd))
+    ledger = Ledger()
     printer = _ProgressPrinter(quiet=a.quiet)
     _, is_cancelled = _cancel_flag()
+    if a.provider == AUTO:
+        plan = _auto_plan(a, req).require()
+        _warn(reference_warnings(plan.chosen.request, get_adapter(plan.chosen.provider).caps))
+        print(plan.why(), file=sys.stderr)
+        work = routing.run_auto(plan, opts, ledger=ledger, on_progress=printer, is_cancelled=is_cancelled,
+                                on_event=lambda line: print(f"\nauto: {line}", file=sys.stderr))
+    else:
+        try:
+            check_request(req, get_adapter(a.provider), all_caps())   # bad input is refused before a key is needed
+        except ValidationError as exc:
+            if a.fit is not None:
+                raise
+            raise with_fit_hint(exc, "--fit", "add it to repair the inputs above (upscale, crop - or pad with --fit "
+                                              "pad - and re-encode); inputs within the limits are not touched") from None
+        _warn(reference_warnings(req, get_adapter(a.provider).caps))
+        runner = JobRunner(resolve_endpoint(a.provider, base_url=a.base_url), ledger=ledger, all_caps=all_caps())
+        work = runner.run(req, opts, on_progress=printer, is_cancelled=is_cancelled)
     try:
-        result = asyncio.run(runner.run(req, opts, on_progress=printer, is_cancelled=is_cancelled))
+        result = asyncio.run(work)
     finally:
         printer.close()
     if a.json:
@@ -178,8 +209,9 @@ def cmd_generate(a: argparse.Namespace) -> int:
                Origin.ATTACHED: "attached to the identical job paid for earlier, nothing submitted again",
                Origin.REFETCHED: f"an identical earlier job's video was gone ({result.extra.get('earlier_file')}); "
                                  f"its result was downloaded again, nothing billed"}.get(result.origin)
+        host = f"{result.provider} " if a.provider == AUTO else ""
         print(f"Saved {result.path}  ({result.width}x{result.height}, {result.duration_s:.1f} s, "
-              f"task {result.task_id}, {cost}{'; ' + how if how else ''})")
+              f"{host}task {result.task_id}, {cost}{'; ' + how if how else ''})")
     return 0
 
 
@@ -191,7 +223,7 @@ def estimate_request_from_args(a: argparse.Namespace) -> GenerationRequest:
     """The request to price: --image / --video are counted (a local --video is probed for its length only),
     or given as counts with --references N and --video-duration S. No file is read, nothing is uploaded."""
     if a.version is None:
-        a.version = default_version(a.provider, a.mode)
+        a.version = routing.default_version(a.mode) if a.provider == AUTO else default_version(a.provider, a.mode)
     if a.references is not None and (a.references < 0 or a.image[1 if a.mode == "i2v" else 0:]):
         raise HappyHorseError("--references N counts the reference images: give it instead of those --image "
                               "options, as a whole number 0 or more")
@@ -225,7 +257,19 @@ def estimate_request_from_args(a: argparse.Namespace) -> GenerationRequest:
 
 
 def cmd_estimate(a: argparse.Namespace) -> int:
-    est = check_price(estimate_request_from_args(a), get_adapter(a.provider), all_caps())
+    req = estimate_request_from_args(a)
+    if a.provider == AUTO:
+        plan = _auto_plan(a, req)
+        if a.json:
+            print(json.dumps(plan.as_dict(), indent=2))
+            return 0
+        print(plan.why() if plan.ranked else "No provider with a key takes this request:")
+        for line in plan.table():
+            print("  " + line)
+        return 0 if plan.ranked else 2
+    est = check_price(req, get_adapter(a.provider), all_caps())
+    if a.prompt.strip():
+        _warn(reference_warnings(req, get_adapter(a.provider).caps))
     if a.json:
         print(json.dumps(est.as_dict(), indent=2))
     else:
@@ -267,6 +311,45 @@ def cmd_jobs(a: argparse.Namespace) -> int:
     finally:
         printer.close()
     print(json.dumps(result.as_dict(), indent=2) if a.json else f"Saved {result.path}")
+    return 0
+
+
+def cmd_batch(a: argparse.Namespace) -> int:
+    from .engine.batch import load_batch, run_batch
+
+    guard = SpendGuard.load(a.max_usd)
+    jobs = load_batch(a.file, a.out_dir)          # every line checked before anything is sent
+    for job in jobs:
+        _warn([f"line {job.line}: {w}" for w in job.warnings])
+    _, is_cancelled = _cancel_flag()
+
+    def say(line: str) -> None:
+        if not a.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    summary = asyncio.run(run_batch(jobs, out_dir=a.out_dir, concurrency=a.concurrency, ledger=Ledger(),
+                                    guard=guard, force_new=a.new, on_line=say, is_cancelled=is_cancelled))
+    done, failed, cancelled = summary.count("done"), summary.count("failed"), summary.count("cancelled")
+    print(f"{done} done, {failed} failed, {cancelled} cancelled; {summary.spent_usd:.2f} USD; results in "
+          f"{summary.results_path}" + ("; run the same command again to finish (nothing is paid twice)"
+                                        if failed or cancelled else ""))
+    return 0 if done == len(summary.results) else 1
+
+
+def cmd_spend(a: argparse.Namespace) -> int:
+    summary = spend_summary(Ledger())
+    if a.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return 0
+    for period in (summary.today, summary.month):
+        limit = f" of {period.limit_usd:.2f} USD budget" if period.limit_usd is not None else " (no budget set)"
+        unknown = f", plus {period.unknown_jobs} job(s) of unknown price" if period.unknown_jobs else ""
+        print(f"{period.name.capitalize()}: {period.usd:.2f} USD{limit}{unknown}")
+        for name, p in sorted(period.by_provider.items()):
+            extra = f" + {p.unknown_jobs} of unknown price" if p.unknown_jobs else ""
+            print(f"  {name:<10} {p.usd:>8.2f} USD  {p.jobs} job(s){extra}")
+    print("Counts finished jobs' costs and the estimates of jobs still in flight; set limits under [budget] "
+          "(daily_usd, monthly_usd) in the config file.")
     return 0
 
 
@@ -363,7 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "every change is reported")
     g.add_argument("--fit-ratio", default=None, metavar="W:H",
                    help="with --fit: crop or pad images to this ratio (e.g. 16:9) instead of only into range")
-    g.add_argument("--upload", default=AUTO, choices=UPLOAD_CHOICES,
+    g.add_argument("--max-usd", type=float, default=None, metavar="USD",
+                   help="refuse (before sending anything) when the estimate is above this; also when the price is "
+                        "unknown. Daily / monthly budgets: [budget] in the config file")
+    g.add_argument("--upload", default=UPLOAD_AUTO, choices=UPLOAD_CHOICES,
                    help="how local files reach the provider: auto (data URI if accepted, else the provider's own "
                         "store, else your S3 bucket; see docs/uploads.md) or force one")
     g.set_defaults(func=cmd_generate)
@@ -395,6 +481,23 @@ def build_parser() -> argparse.ArgumentParser:
     jc.add_argument("--json", action="store_true", help="print a machine-readable result")
     jc.add_argument("--quiet", action="store_true", help="no progress lines")
     j.set_defaults(func=cmd_jobs)
+
+    b = sub.add_parser("batch", help="run many jobs from a JSONL file (one generate request per line)")
+    b.add_argument("file", help="one JSON object per line with generate's option names: provider, mode, prompt, "
+                                "image, video, version, resolution, aspect_ratio, duration, seed, watermark, ...")
+    b.add_argument("--concurrency", type=int, default=4, help="jobs in flight at once (each host's own limit "
+                                                              "applies too; default 4)")
+    b.add_argument("--out-dir", default="happyhorse_batch", help="videos (line-0001.mp4, ...) and results.jsonl")
+    b.add_argument("--max-usd", type=float, default=None, metavar="USD",
+                   help="refuse the batch if the jobs still to pay for add up to more than this")
+    b.add_argument("--new", action="store_true", help="submit every line anew (by default finished lines are "
+                                                      "reused and in-flight ones followed)")
+    b.add_argument("--quiet", action="store_true", help="no progress lines")
+    b.set_defaults(func=cmd_batch)
+
+    sp = sub.add_parser("spend", help="today's and this month's spend per provider, against the [budget] limits")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_spend)
 
     pv = sub.add_parser("providers", help="list providers, versions, modes, prices and keys")
     pv.add_argument("--json", action="store_true")

@@ -1,11 +1,14 @@
 """Prices for the CostEstimate node and the price pill on every node. Host-neutral; same tables as the runner."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..engine.errors import HappyHorseError
 from ..engine.pricing import Estimate, estimate
-from ..engine.request import GenerationRequest
+from ..engine.request import GenerationRequest, MediaInput
+from ..engine.routing import AUTO as AUTO_PROVIDER
+from ..engine.routing import plan_route
 from ..providers.registry import ADAPTERS
 from .params import read_choice
 from .specs import ID_PREFIX, node_specs
@@ -35,8 +38,20 @@ def price(mode: str, provider: Any, source_seconds: float | None = None) -> Esti
     req = GenerationRequest(mode=mode, prompt="(price only)", version=choice.version, resolution=choice.resolution,
                             aspect_ratio=choice.aspect_ratio, duration_s=choice.duration_s,
                             source_video_duration_s=source_seconds if mode == "edit" else None)
+    if choice.provider == AUTO_PROVIDER:
+        return auto_price(req)
     adapter = ADAPTERS[choice.provider]
     return estimate(req, adapter.name, adapter.prices)
+
+
+def auto_price(req: GenerationRequest) -> Estimate:
+    """Provider auto: the chosen host's price, with the whole ranking (prices or why a host is left out)."""
+    if req.mode == "edit" and req.source_video is None:
+        # Only the length matters for the price; a placeholder stands in for the file in the hosts' checks.
+        req = req.with_(source_video=MediaInput.from_url("https://placeholder.invalid/source.mp4", "video"))
+    plan = plan_route(req, seed_is_optional=True).require()
+    est = plan.chosen.estimate
+    return dataclasses.replace(est, lines=(plan.why(), *plan.table(), *est.lines))
 
 
 def price_from_mode_combo(mode_value: Any, source_seconds: float | None = None) -> Estimate:
@@ -67,13 +82,22 @@ def price_for_widgets(node_type: str, widgets: dict[str, Any]) -> dict[str, Any]
         if node_type not in modes:
             raise HappyHorseError(f"{node_type} has no price")
         est = price(modes[node_type], nested.get("provider"))
-    return {"label": pill_label(est), "usd": est.usd, "breakdown": list(est.lines)}
+    auto = _is_auto(nested)
+    return {"label": pill_label(est, auto), "usd": est.usd, "breakdown": list(est.lines)}
 
 
-def pill_label(est: Estimate) -> str:
+def _is_auto(nested: dict[str, Any]) -> bool:
+    combo = nested["mode"] if isinstance(nested.get("mode"), dict) else nested     # Cost Estimate nests one deeper
+    provider = combo.get("provider")
+    return isinstance(provider, dict) and provider.get("provider") == AUTO_PROVIDER
+
+
+def pill_label(est: Estimate, auto: bool = False) -> str:
     # A zero rate is free whatever the length (the simulator's edit, before its source length is known).
     if est.usd == 0 or est.usd_per_second == 0:
         return "free"
+    if auto:
+        return f"{pill_label(est)} at {est.provider}"
     if est.usd is not None:
         return f"~{est.usd:.2f} USD"
     if est.mode == "edit" and est.usd_per_second is not None:

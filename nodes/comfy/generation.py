@@ -11,10 +11,14 @@ from typing import Any
 import torch
 from comfy_api.latest import InputImpl, Types, io
 
+from ..engine.budget import SpendGuard
 from ..engine.errors import HappyHorseError, ValidationError
 from ..engine.imageprep import apply_fixes, fit_all, with_fit_hint
 from ..engine.ledger import Ledger
+from ..engine.promptcheck import reference_warnings
 from ..engine.request import MediaInput
+from ..engine.routing import AUTO as AUTO_PROVIDER
+from ..engine.routing import plan_route, run_auto
 from ..engine.runner import JobResult, JobRunner, RunOptions, check_request
 from ..providers.registry import all_caps, get_adapter, resolve_endpoint, resolve_for_task
 from . import specs
@@ -30,15 +34,18 @@ log = logging.getLogger("happyhorse")
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The advanced widgets every result-producing node shares (see specs.FORCE_NEW, TIMEOUT, frame_fields)."""
+    """The advanced widgets every result-producing node shares (see specs.FORCE_NEW, TIMEOUT, frame_fields,
+    MAX_USD; Collect Job has no max_usd: it never pays)."""
 
     force_new: bool = False
     timeout_s: int = 1800
     limits: FrameLimits = field(default_factory=FrameLimits)
+    max_usd: float = 0.0                        # 0: no per-run limit (the config's [budget] still applies)
 
     @classmethod
     def read(cls, values: dict[str, Any]) -> RunSettings:
         return cls(force_new=bool(values.get("force_new", False)), timeout_s=int(values.get("timeout_s", 1800)),
+                   max_usd=float(values.get("max_usd", 0.0)),
                    limits=FrameLimits(max_frames=int(values.get("max_frames", 0)),
                                       frame_step=int(values.get("frame_step", 1)),
                                       max_side=int(values.get("max_side", 0)),
@@ -78,19 +85,32 @@ _last_video: dict[str, tuple[str, JobResult]] = {}
 
 
 async def generate(cls: type[ResultNode], built: Built, settings: RunSettings, fit: str = "off") -> io.NodeOutput:
-    adapter = get_adapter(built.provider)
-    if fit != "off":
-        built = await asyncio.to_thread(fit_inputs, built, adapter.caps, fit)
-    # Bad input is refused here, before a key is looked up or anything is sent.
-    try:
-        req, _ = await asyncio.to_thread(check_request, built.request, adapter, all_caps())
-    except ValidationError as exc:
+    # Bad input is refused here, before a key is looked up or anything is sent. With provider auto the ranking
+    # checks the request against every host and keeps those with a key that take it.
+    plan = None
+    if built.provider == AUTO_PROVIDER:
         if fit != "off":
-            raise
-        raise with_fit_hint(exc, "fit_inputs", "set it to crop or pad to repair the inputs above; inputs within "
-                                               "the limits are not touched") from None
-    endpoint = await asyncio.to_thread(resolve_endpoint, built.provider)   # a missing key names its variable
-    progress = NodeProgress(cls.hidden.unique_id, adapter.caps.display_name, built.notes, adapter.name)
+            raise HappyHorseError("fit_inputs repairs inputs for one host's limits: pick a provider, or set "
+                                  "fit_inputs to off with provider auto")
+        plan = await asyncio.to_thread(lambda: plan_route(built.request, seed_is_optional=True).require())
+        provider, req = plan.chosen.provider, plan.chosen.request
+    else:
+        provider = built.provider
+        adapter = get_adapter(provider)
+        if fit != "off":
+            built = await asyncio.to_thread(fit_inputs, built, adapter.caps, fit)
+        try:
+            req, _ = await asyncio.to_thread(check_request, built.request, adapter, all_caps())
+        except ValidationError as exc:
+            if fit != "off":
+                raise
+            raise with_fit_hint(exc, "fit_inputs", "set it to crop or pad to repair the inputs above; inputs "
+                                                   "within the limits are not touched") from None
+    caps = get_adapter(provider).caps
+    guard = await asyncio.to_thread(SpendGuard.load, settings.max_usd)     # reads [budget] from the config
+    notes = (*built.notes, *([plan.why()] if plan else []),
+             *(f"Warning: {w}" for w in reference_warnings(req, caps)))
+    progress = NodeProgress(cls.hidden.unique_id, caps.display_name, notes, provider)
     node_key, fingerprint = str(cls.hidden.unique_id), await asyncio.to_thread(req.fingerprint)
     wanted = cls.wanted()
     collector = FrameCollector(settings.limits) if wanted.frames else None
@@ -98,11 +118,23 @@ async def generate(cls: type[ResultNode], built: Built, settings: RunSettings, f
     if settings.force_new and last is not None and last[0] == fingerprint and os.path.isfile(last[1].path):
         result = replace(last[1], origin="reused", billed_seconds=0.0, cost_usd=0.0)
     else:
-        runner = JobRunner(endpoint, ledger=await asyncio.to_thread(Ledger, ledger_path()), all_caps=all_caps())
+        ledger = await asyncio.to_thread(Ledger, ledger_path())
         opts = RunOptions(out_dir=output_dir(), timeout_s=float(settings.timeout_s), upload=built.upload,
-                          force_new=settings.force_new, frames=collector)
-        result = await run_interruptibly(
-            lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled), progress)
+                          force_new=settings.force_new, frames=collector, spend_guard=guard)
+        if plan is not None:
+            def attempt_at(cand) -> None:
+                progress.provider, progress.provider_id = cand.display_name, cand.provider
+
+            def failed_over(line: str) -> None:
+                progress.notes = (*progress.notes, line)
+            result = await run_interruptibly(lambda cancelled: run_auto(
+                plan, opts, ledger=ledger, on_progress=progress, is_cancelled=cancelled, on_event=failed_over,
+                on_attempt=attempt_at), progress)
+        else:
+            endpoint = await asyncio.to_thread(resolve_endpoint, provider)   # a missing key names its variable
+            runner = JobRunner(endpoint, ledger=ledger, all_caps=all_caps())
+            result = await run_interruptibly(
+                lambda cancelled: runner.run(req, opts, on_progress=progress, is_cancelled=cancelled), progress)
         _last_video[node_key] = (fingerprint, result)
     return await result_outputs(result, settings.limits, progress, wanted, collector)
 

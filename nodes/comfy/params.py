@@ -11,6 +11,7 @@ from typing import Any
 
 from ..engine.errors import HappyHorseError
 from ..engine.request import GenerationRequest, MediaInput
+from ..engine.routing import AUTO as AUTO_PROVIDER
 from ..engine.uploads import AUTO
 from ..providers.registry import ADAPTERS
 from .specs import providers_for, versions_for
@@ -36,8 +37,8 @@ class Built:
 
 def read_choice(value: Any, mode: str) -> Choice:
     """Unpack the provider -> version DynamicCombo for this mode."""
-    offered = providers_for(mode)
-    if not isinstance(value, dict) or value.get("provider") not in ADAPTERS:
+    offered = [*providers_for(mode), AUTO_PROVIDER]
+    if not isinstance(value, dict) or value.get("provider") not in offered:
         got = value.get("provider") if isinstance(value, dict) else value
         which = f"Provider {got!r} is" if got else "The provider saved in this workflow is"
         raise HappyHorseError(f"{which} not available in this installation; pick one of {', '.join(offered)} "
@@ -59,9 +60,11 @@ def build_request(mode: str, provider: Any, *, prompt: str = "", seed: int | Non
                   first_frame: MediaInput | None = None, references: tuple[MediaInput, ...] = (),
                   source_video: MediaInput | None = None, audio_setting: str | None = None) -> Built:
     choice = read_choice(provider, mode)
-    caps = ADAPTERS[choice.provider].caps
     notes: list[str] = []
-    if seed is not None and not caps.takes_seed(choice.version):
+    # With auto the host is not known yet: the ranking drops the seed for hosts without one (the widget always
+    # holds a number, so it cannot mean "only hosts with seeds").
+    caps = ADAPTERS[choice.provider].caps if choice.provider != AUTO_PROVIDER else None
+    if seed is not None and caps is not None and not caps.takes_seed(choice.version):
         notes.append(f"{caps.display_name} takes no seed; the seed widget is ignored")
         seed = None
     req = GenerationRequest(mode=mode, prompt=prompt or "", version=choice.version, first_frame=first_frame,

@@ -12,8 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.capabilities import RATIOS_11, VersionCaps
 from ..engine.imageprep import FIT_CHOICES
+from ..engine.promptcheck import token_for
 from ..engine.request import MODE_TITLES
+from ..engine.routing import AUTO as AUTO_PROVIDER
+from ..engine.routing import NOT_ROUTED
 from ..engine.uploads import AUTO, DATA_URI, PROVIDER_STORE, S3
 from ..engine.validation import SEED_MAX
 from ..providers.registry import ADAPTERS
@@ -98,8 +102,17 @@ def all_providers() -> list[str]:
     return sorted(ADAPTERS, key=lambda n: n != SIMULATOR)
 
 
+def routed_caps(mode: str, version: str | None = None) -> list:
+    """Capabilities of the hosts provider auto chooses among (not the simulator) that offer the mode."""
+    return [a.caps for n, a in ADAPTERS.items() if n not in NOT_ROUTED
+            and any(mode in vc.modes for v, vc in a.caps.versions.items() if version in (None, v))]
+
+
 def versions_for(provider: str, mode: str) -> list[str]:
-    """Versions of this provider that offer the mode, newest first."""
+    """Versions of this provider (or, for auto, of any host auto may choose) that offer the mode, newest first."""
+    if provider == AUTO_PROVIDER:
+        found = {v for c in routed_caps(mode) for v, vc in c.versions.items() if mode in vc.modes}
+        return sorted(found, key=_version_key, reverse=True)
     caps = ADAPTERS[provider].caps
     return sorted((v for v, vc in caps.versions.items() if mode in vc.modes), key=_version_key, reverse=True)
 
@@ -112,7 +125,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def version_fields(provider: str, version: str, mode: str) -> tuple[Field, ...]:
-    vc = ADAPTERS[provider].caps.versions[version]
+    vc = _auto_version_caps(version, mode) if provider == AUTO_PROVIDER else ADAPTERS[provider].caps.versions[version]
     fields = [Field("COMBO", "resolution", "Output resolution.", options=tuple(vc.resolutions),
                     default="720p" if "720p" in vc.resolutions else vc.resolutions[0])]
     if mode in ("t2v", "r2v"):
@@ -125,11 +138,24 @@ def version_fields(provider: str, version: str, mode: str) -> tuple[Field, ...]:
     return tuple(fields)
 
 
+def _auto_version_caps(version: str, mode: str) -> VersionCaps:
+    """For auto: every value some host offers on this version (the ranking then keeps the hosts that take it)."""
+    vcs = [c.versions[version] for c in routed_caps(mode, version) if mode in c.versions[version].modes]
+    resolutions = [r for r in ("720p", "1080p") if any(r in vc.resolutions for vc in vcs)]
+    ratios = [r for r in RATIOS_11 if any(r in vc.aspect_ratios for vc in vcs)]
+    return VersionCaps(modes=(mode,), aspect_ratios=tuple(ratios), resolutions=tuple(resolutions),
+                       min_duration_s=min(vc.min_duration_s for vc in vcs),
+                       max_duration_s=max(vc.max_duration_s for vc in vcs))
+
+
 def upload_field(provider: str) -> Field:
     """Only the ways this host can receive files: no data URIs where it refuses them, no store it lacks."""
-    caps = ADAPTERS[provider].caps
-    options = [AUTO, *([DATA_URI] if caps.accepts_data_uri else []),
-               *([PROVIDER_STORE] if caps.has_temp_store else []), S3]
+    if provider == AUTO_PROVIDER:                 # per host at run time; your bucket works for every host
+        options = [AUTO, S3]
+    else:
+        caps = ADAPTERS[provider].caps
+        options = [AUTO, *([DATA_URI] if caps.accepts_data_uri else []),
+                   *([PROVIDER_STORE] if caps.has_temp_store else []), S3]
     return Field("COMBO", "upload", "How input images and videos reach the provider. auto: inline when small "
                                     "and accepted, else the provider's own store, else your S3 bucket.",
                  options=tuple(options), default=AUTO, advanced=True)
@@ -137,20 +163,40 @@ def upload_field(provider: str) -> Field:
 
 def provider_field(mode: str, with_upload: bool = False) -> Field:
     choices = []
-    for name in providers_for(mode):
+    names = providers_for(mode)
+    names.insert(1, AUTO_PROVIDER)      # after the free simulator (the default), before the hosts
+    for name in names:
         versions = tuple(Choice(v, version_fields(name, v, mode)) for v in versions_for(name, mode))
         version = Field("DYNAMIC", "version", "HappyHorse model version (only those this provider offers for "
                                               f"{MODE_TITLES[mode]}).", choices=versions)
         choices.append(Choice(name, (version, upload_field(name)) if with_upload else (version,)))
     return Field("DYNAMIC", "provider",
-                 "Who runs the job. 'simulator' is free and local; the others need their API key in an "
+                 "Who runs the job. 'simulator' is free and local; 'auto' picks the cheapest host you have a key "
+                 "for that takes this request (ties: [routing] prefer in the config) and fails over to the next "
+                 "if that host refuses the job before taking it; the others need their API key in an "
                  "environment variable or the HappyHorse config file (never in the workflow).",
                  choices=tuple(choices))
 
 
-def prompt_field(required_text: bool) -> Field:
-    tip = "What the video shows. Refer to reference images as [Image 1], [Image 2], ..." \
-        if required_text else "Optional: how the picture should move."
+def reference_styles() -> str:
+    """Which hosts document which way of naming references in the prompt (from the capability table)."""
+    by_style: dict[str, list[str]] = {}
+    for name in all_providers():
+        style = ADAPTERS[name].caps.reference_token_style
+        if style is not None:
+            by_style.setdefault(token_for(style, 1) + ", " + token_for(style, 2) + ", ...", []).append(name)
+    return "; ".join(f"{tokens} on {', '.join(names)}" for tokens, names in by_style.items())
+
+
+def prompt_field(mode: str) -> Field:
+    if mode in ("r2v", "edit"):
+        tip = (f"What the video shows. Name the reference images in the order given, as the host documents: "
+               f"{reference_styles()} (other hosts: either; both styles are recognised). Naming a reference "
+               f"that is not connected is refused before sending.")
+    elif mode == "i2v":
+        tip = "Optional: how the picture should move."
+    else:
+        tip = "What the video shows."
     return Field("STRING", "prompt", tip, default="", multiline=True)
 
 
@@ -161,6 +207,10 @@ WATERMARK = Field("BOOLEAN", "watermark", "Ask the provider to add its AI-genera
 FORCE_NEW = Field("BOOLEAN", "force_new", "Always submit a new paid job. Off: an identical earlier request "
                                          "reuses its finished video, or re-attaches to the job still running, so "
                                          "nothing is paid twice.", default=False, advanced=True)
+MAX_USD = Field("FLOAT", "max_usd", "Refuse the job, before anything is sent, when its estimate is above this many "
+                                   "USD (also when the price is unknown). 0 = no limit. Daily / monthly budgets: "
+                                   "[budget] in the HappyHorse config file.",
+                default=0.0, min=0.0, max=10000.0, step=0.01, advanced=True)
 TIMEOUT = Field("INT", "timeout_s", "Give up waiting after this much running time (queueing does not count). "
                                     "The job is not cancelled; collect it later with Collect Job.",
                 default=1800, min=60, max=24 * 3600, step=60, advanced=True)
@@ -211,9 +261,9 @@ FRAMES_NOTE = (f" Frames output defaults to at most {FRAMES_MAX_MB_DEFAULT} MB o
 
 def _generation(mode: str, name: str, display: str, summary: str, media: tuple[Field, ...],
                 extra: tuple[Field, ...] = ()) -> NodeSpec:
-    # fit_inputs comes last: workflows saved before it existed keep every widget value in its place.
-    fields = (prompt_field(mode != "i2v"), *media, provider_field(mode, with_upload=mode != "t2v"), *extra, SEED,
-              WATERMARK, FORCE_NEW, TIMEOUT, *frame_fields(), *((FIT,) if media else ()))
+    # fit_inputs and max_usd come last: workflows saved before they existed keep every widget value in its place.
+    fields = (prompt_field(mode), *media, provider_field(mode, with_upload=mode != "t2v"), *extra, SEED,
+              WATERMARK, FORCE_NEW, TIMEOUT, *frame_fields(), *((FIT,) if media else ()), MAX_USD)
     return NodeSpec(ID_PREFIX + name, display, summary + FRAMES_NOTE, fields, RESULT_OUTPUTS, mode=mode)
 
 
@@ -230,12 +280,15 @@ def image2video() -> NodeSpec:
 
 
 def reference2video() -> NodeSpec:
-    batch = Field("IMAGE", "images", "Reference images as one batch; they come first: [Image 1], [Image 2], ...",
+    batch = Field("IMAGE", "images", "Reference images as one batch; they come first: reference 1, 2, ... "
+                                     "([Image 1] or character1, ... in the prompt)",
                   optional=True)
     slots = reference_slots(R2V_SLOTS, "More reference images, one per socket, numbered after the batch.")
     return _generation("r2v", "Reference2Video", "HappyHorse Reference to Video",
                        "Makes a video featuring 1-9 reference images (subjects, scenes). The batch input comes "
-                       "first, then image1, image2, ...; the prompt calls them [Image 1], [Image 2], ...",
+                       "first, then image1, image2, ...; the prompt calls them [Image 1], [Image 2], ... or "
+                       "character1, character2, ... (DashScope's style); a reference the prompt never names gets a "
+                       "warning.",
                        (batch, slots))
 
 
@@ -245,7 +298,8 @@ def video_edit() -> NodeSpec:
         Field("IMAGE", "source_frames", "Or the video as frames (used when no video is connected).", optional=True),
         Field("FLOAT", "source_fps", "Frame rate of source_frames.", default=24.0, min=9.0, max=120.0, step=0.01,
               optional=True),
-        reference_slots(EDIT_SLOTS, "Up to 5 reference images: [Image 1], [Image 2], ..."),
+        reference_slots(EDIT_SLOTS, "Up to 5 reference images: [Image 1], [Image 2], ... (or character1, "
+                                    "character2, ...) in the prompt"),
     )
     audio = Field("COMBO", "audio_setting", "auto: the model makes new sound; origin: keep the source audio.",
                   options=("auto", "origin"), default="auto")

@@ -83,6 +83,20 @@ class ProviderError(HappyHorseError):
         super().__init__(message)
 
 
+class SubmitRefused(ProviderError):
+    """The host refused the job before any existed there (it could not be reached, or it answered the upload or
+    the submit with an error): nothing was created or billed. ledger_id: the attempt's record, if any."""
+
+    ledger_id: str | None = None
+
+    @classmethod
+    def from_error(cls, exc: ProviderError, ledger_id: str | None = None) -> "SubmitRefused":
+        refused = cls(str(exc), kind=exc.kind, status=exc.status, code=exc.code, retry_after=exc.retry_after,
+                      provider=exc.provider)
+        refused.ledger_id = ledger_id
+        return refused
+
+
 class JobFailed(HappyHorseError):
     """The provider ran the job and reported failure (usually not billed)."""
 
@@ -121,3 +135,7 @@ class DownloadError(HappyHorseError):
 
 class VideoGone(HappyHorseError):
     """An identical earlier job's video is neither on disk any more nor obtainable from the provider."""
+
+
+class BudgetExceeded(HappyHorseError):
+    """A spending limit (max_usd, or the daily / monthly budget) would be exceeded; nothing was sent."""

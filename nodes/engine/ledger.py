@@ -46,13 +46,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     size_bytes INTEGER,
     sha256 TEXT,
-    usage TEXT
+    usage TEXT,
+    estimate_usd REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_task ON jobs(provider, task_id);
 CREATE INDEX IF NOT EXISTS jobs_fp ON jobs(fingerprint);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 """
 # Columns added after the first release: a ledger made before them gets them on open (values NULL).
-ADDED_COLUMNS = (("size_bytes", "INTEGER"), ("sha256", "TEXT"), ("usage", "TEXT"))
+ADDED_COLUMNS = (("size_bytes", "INTEGER"), ("sha256", "TEXT"), ("usage", "TEXT"), ("estimate_usd", "REAL"))
 JSON_FIELDS = ("params", "inputs", "history", "usage")
 
 
@@ -116,6 +118,7 @@ class JobRecord:
     size_bytes: int | None = None       # of the saved video (local_path), with its sha256: reuse checks both
     sha256: str | None = None
     usage: dict | None = None           # the host's usage record for the finished job, as it sent it
+    estimate_usd: float | None = None   # the price estimate when submitted (budgets count jobs in flight)
 
     def __post_init__(self) -> None:
         self.status = LedgerStatus(self.status)
@@ -159,7 +162,7 @@ class Ledger:
             db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                        tuple(row.values()))
 
-    def create(self, req: GenerationRequest, provider: str, base_url: str) -> str:
+    def create(self, req: GenerationRequest, provider: str, base_url: str, estimate_usd: float | None = None) -> str:
         job_id = uuid.uuid4().hex
         now = time.time()
         params = {"resolution": req.resolution, "aspect_ratio": req.effective_aspect_ratio,
@@ -170,6 +173,7 @@ class Ledger:
         self._insert(id=job_id, created_at=now, updated_at=now, provider=provider, base_url=base_url,
                      version=req.version, mode=req.mode, prompt=req.prompt, params=json.dumps(params),
                      inputs=json.dumps(inputs), fingerprint=req.fingerprint(), status=LedgerStatus.SUBMITTING.value,
+                     estimate_usd=estimate_usd,
                      history=json.dumps([{"status": LedgerStatus.SUBMITTING.value, "at": now}]))
         return job_id
 
@@ -223,6 +227,12 @@ class Ledger:
         with self._connect() as db:
             row = db.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
         return _record(row) if row else None
+
+    def since(self, created_after: float) -> list[JobRecord]:
+        """Every job recorded at or after this moment (epoch seconds), oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE created_at>=? ORDER BY created_at", (created_after,))
+            return [_record(r) for r in rows.fetchall()]
 
     def recent(self, limit: int = 20, status: LedgerStatus | None = None) -> list[JobRecord]:
         sql = "SELECT * FROM jobs" + (" WHERE status=?" if status else "") + " ORDER BY created_at DESC LIMIT ?"

@@ -28,15 +28,17 @@ the job at the provider or to collect it later).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import aiohttp
 
 from . import dedupe
+from .budget import SpendGuard, spend_lock
 from .capabilities import ProviderCaps
 from .delivery import SavedVideo, check_writable, copy_saved, download_video, target_path
-from .errors import DownloadError, ProviderError, VideoGone
+from .errors import DownloadError, ProviderError, SubmitRefused, VideoGone
 from .follow import Follower
 from .http import Transport, redact_url
 from .later import Later
@@ -70,6 +72,7 @@ class RunOptions:
     # Gets the pictures of the download's verification pass (media.FrameSink): frames at no second decode.
     # Not called when an identical earlier job's file is reused (nothing is downloaded then).
     frames: FrameSink | None = None
+    spend_guard: SpendGuard | None = None     # max_usd and the [budget] limits, checked before anything is sent
 
 
 class Origin(TextEnum):
@@ -161,14 +164,26 @@ class JobRunner:
             return await self._attach(earlier.task_id, earlier.ledger_id, req, est, opts, watch)
 
         with dedupe.Claim(key) as claim:
+            if opts.spend_guard is not None:
+                opts.spend_guard.check(est, self.ledger)      # before anything is sent (uploads included)
             watch.update(Phase.UPLOADING)
-            media = await watch.guard(prepare_media(req, self.endpoint, self._transport(), opts.upload))
+            try:
+                media = await watch.guard(prepare_media(req, self.endpoint, self._transport(), opts.upload))
+            except SubmitRefused:
+                raise
+            except ProviderError as exc:
+                raise SubmitRefused.from_error(exc) from None    # nothing was submitted: provably no job there
             watch.raise_if_cancelled()
             async with provider_slot(self.adapter.name, self.adapter.caps.max_concurrent_jobs):
                 # Recorded only once a slot is ours, right before the POST: a 'submitting' record is then never
                 # older than one submit, so an old one can only mean the process died mid-submit.
-                job_id = None if self.ledger is None else await asyncio.to_thread(
-                    self.ledger.create, req, self.adapter.name, self.endpoint.base_url)
+                # With a spend limit, the budget is checked again and the record made under one lock: jobs
+                # started meanwhile (a batch, another node) are counted, and this one is before anyone else checks.
+                async with spend_lock() if opts.spend_guard is not None else contextlib.nullcontext():
+                    if opts.spend_guard is not None:
+                        opts.spend_guard.check(est, self.ledger)
+                    job_id = None if self.ledger is None else await asyncio.to_thread(
+                        self.ledger.create, req, self.adapter.name, self.endpoint.base_url, est.usd)
                 entry = LedgerEntry(self.ledger, job_id)
                 async with self._transport() as transport:
                     watch.update(Phase.SUBMITTING)

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import weakref
 
-from .errors import ProviderError, SubmitUncertain
+from .errors import ProviderError, SubmitRefused, SubmitUncertain
 from .http import Transport
 from .ledger import LedgerEntry, LedgerStatus
 from .protocol import MediaRef
@@ -37,6 +37,15 @@ async def submit(adapter, transport: Transport, req: GenerationRequest, media: l
     call = adapter.submit_call(req, media)
     try:
         reply = await transport.submit(call, ok=adapter.submit_ok)
+    except SubmitUncertain as exc:
+        await entry.mark(LedgerStatus.UNCERTAIN, error=str(exc))
+        raise
+    except ProviderError as exc:
+        # The host answered the submit with an error, or could not be reached at all: no job exists there,
+        # which is what lets provider auto offer the job to the next host (routing.FAILOVER_KINDS).
+        await entry.mark(LedgerStatus.REJECTED, error=str(exc))
+        raise SubmitRefused.from_error(exc, entry.id) from None
+    try:
         task_id = adapter.parse_submit(reply)
     except SubmitUncertain as exc:
         await entry.mark(LedgerStatus.UNCERTAIN, error=str(exc))

@@ -7,6 +7,7 @@ from typing import Iterable, Mapping
 from .capabilities import ProviderCaps
 from .errors import ValidationError, Violation
 from .fields import Fix
+from .promptcheck import reference_violations
 from .request import MODE_TITLES, MODES, VERSIONS, GenerationRequest, MediaInput
 from .uploads import check_uploadable
 
@@ -131,6 +132,7 @@ def _check_prompt(req: GenerationRequest, caps: ProviderCaps, v: list[Violation]
         unit = "characters (CJK count double)" if cjk_double else "characters"
         v.append(Violation("prompt", f"is {weight} {unit}; {caps.display_name} takes at most {limit} on "
                                      f"HappyHorse {req.version}: shorten it"))
+    v.extend(reference_violations(req, caps))
 
 
 def _check_media_counts(req: GenerationRequest, vcaps, caps: ProviderCaps, others, v: list[Violation]) -> None:

@@ -35,6 +35,7 @@ from ..engine.config import Secret
 from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
+from ..engine.promptcheck import IMAGE_STYLE
 from ..engine.request import GenerationRequest
 from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
 
@@ -65,6 +66,7 @@ CAPS = ProviderCaps(
     supports_cancel=False,
     # "JPG, PNG, BMP, or WEBP; each side >= 300px" for every image, references included.
     image_limits=ImageLimits(reference_min_side=300),
+    reference_token_style=IMAGE_STYLE,  # [S2]: "address them in the prompt as [Image 1]"
     notes="X-API-Key auth; mode chosen by image count (r2v needs 2-9 images); billed in credits",
 )
 

@@ -20,6 +20,7 @@ from ..engine.capabilities import RATIOS_10, RATIOS_11, ProviderCaps, VersionCap
 from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
+from ..engine.promptcheck import CHARACTER_STYLE
 from ..engine.request import GenerationRequest
 from ..engine.uploads import StoreForm
 from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
@@ -68,6 +69,7 @@ CAPS = ProviderCaps(
     has_temp_store=True,
     supports_cancel=True,
     max_concurrent_jobs=4,
+    reference_token_style=CHARACTER_STYLE,  # its r2v examples write character1, character2, ... [E]
     notes="origin API; keys are region-locked (Singapore default; set HAPPYHORSE_DASHSCOPE_BASE_URL)",
 )
 

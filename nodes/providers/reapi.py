@@ -35,6 +35,7 @@ from ..engine.capabilities import RATIOS_10, RATIOS_11, ImageLimits, ProviderCap
 from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
+from ..engine.promptcheck import IMAGE_STYLE
 from ..engine.request import GenerationRequest
 from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
 
@@ -80,6 +81,7 @@ CAPS = ProviderCaps(
     supports_cancel=False,
     max_concurrent_jobs=MAX_CONCURRENT_JOBS,
     image_limits=ImageLimits(formats=("JPEG", "PNG", "WEBP")),
+    reference_token_style=IMAGE_STYLE,  # [S4] (1.1): "reference images with [Image 1]"; the 1.0 page shows none
     notes="public URLs only (configure an upload bucket for local files); seed and watermark on 1.0 only",
 )
 

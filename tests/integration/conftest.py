@@ -58,6 +58,9 @@ def comfy(tmp_path_factory, external_sim):
         "XDG_CONFIG_HOME": str(base / "xdg-config"),           # no user config file with real keys
         "DASHSCOPE_API_KEY": CANARY_KEY,
         "HAPPYHORSE_DASHSCOPE_BASE_URL": external_sim.base_url("dashscope"),
+        # A second simulated host, so provider auto has a choice (and somewhere to fail over from).
+        "APIXO_API_KEY": f"sk-hhcanary-apixo-{uuid.uuid4().hex}",
+        "HAPPYHORSE_APIXO_BASE_URL": external_sim.base_url("apixo"),
     })
     server = ComfyServer(Path(comfy_dir), python_for_comfy(), base, env).start()
     sys.stderr.write(f"\n[integration] ComfyUI up in {server.started_s:.1f} s at {server.url} (base {base})\n")

@@ -69,8 +69,19 @@ def test_provider_choices_follow_the_capability_tables():
                        ("edit", specs.video_edit())):
         providers = choices(field(spec.fields, "provider"))
         expected = [n for n, a in registry.ADAPTERS.items() if any(mode in v.modes for v in a.caps.versions.values())]
-        assert sorted(providers) == sorted(expected)
-        assert next(iter(providers)) == "simulator"                # the free default comes first
+        assert sorted(providers) == sorted([*expected, "auto"])
+        assert list(providers)[:2] == ["simulator", "auto"]        # the free default first, then auto
+        auto = providers.pop("auto")
+        assert field(auto, "upload").options == ("auto", "s3") if mode != "t2v" else not [f for f in auto
+                                                                                           if f.id == "upload"]
+        for version, fields in choices(field(auto, "version")).items():
+            # auto offers every value some host (not the simulator) offers; the ranking keeps the hosts that fit.
+            hosts = [registry.ADAPTERS[n].caps.versions[version] for n in expected
+                     if n != "simulator" and version in registry.ADAPTERS[n].caps.versions
+                     and mode in registry.ADAPTERS[n].caps.versions[version].modes]
+            assert hosts and set(field(fields, "resolution").options) == {r for vc in hosts for r in vc.resolutions}
+            if mode in ("t2v", "r2v"):
+                assert set(field(fields, "aspect_ratio").options) == {r for vc in hosts for r in vc.aspect_ratios}
         for name, provider_fields in providers.items():
             caps = registry.ADAPTERS[name].caps
             upload = [f for f in provider_fields if f.id == "upload"]
@@ -95,6 +106,9 @@ def test_provider_choices_follow_the_capability_tables():
 def test_video_edit_offers_only_versions_with_edit():
     for name, provider_fields in choices(field(specs.video_edit().fields, "provider")).items():
         version_field = field(provider_fields, "version")
+        if name == "auto":
+            assert set(choices(version_field)) == {"1.0"}          # HappyHorse 1.1 has no edit anywhere
+            continue
         assert set(choices(version_field)) == {v for v, vc in registry.ADAPTERS[name].caps.versions.items()
                                                if "edit" in vc.modes}
         assert "1.1" not in choices(version_field)          # HappyHorse 1.1 has no video edit
