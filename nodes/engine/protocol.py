@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from .redact import clip
+
 
 class TextEnum(str, Enum):
     """An enum whose members are also their value as text: they compare, hash, format and serialise (JSON,
@@ -38,6 +40,9 @@ class MediaRef:
 
 @dataclass(frozen=True)
 class JobStatus:
+    """One poll's answer. The host's words (state, error code and message) are clipped: they reach error
+    messages, logs and the ledger, and a host can send megabytes."""
+
     state: JobState                     # adapters may pass the word; it is checked and typed here
     raw_state: str = ""
     video_url: str | None = None
@@ -49,3 +54,5 @@ class JobStatus:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", JobState(self.state))
+        for name in ("raw_state", "error_code", "error_message"):
+            object.__setattr__(self, name, clip(getattr(self, name)))

@@ -30,7 +30,7 @@ from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, check_task_id, require
 
 MODEL = "alibaba/happyhorse-1-0"
 GENERATIONS_PATH = "/v2/video/generations"
@@ -120,7 +120,7 @@ class AimlApiAdapter(ProviderAdapter):
         return self.task_id(reply, body_dict(reply).get("id"), "no id")
 
     def poll_call(self, task_id: str) -> HttpCall:
-        return HttpCall("GET", GENERATIONS_PATH, params={"generation_id": task_id})
+        return HttpCall("GET", GENERATIONS_PATH, params={"generation_id": check_task_id(task_id)})
 
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)

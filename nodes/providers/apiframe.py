@@ -28,7 +28,6 @@ Undocumented ([U]) and guessed here, each in one place:
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from ..engine.capabilities import RATIOS_10, ImageLimits, ProviderCaps, VersionCaps
 from ..engine.config import Secret
@@ -37,7 +36,7 @@ from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.promptcheck import IMAGE_STYLE
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
 
 MODELS = {"1.0": "happyhorse-1.0", "1.1": "happyhorse-1.1"}
 PARAMS_BLOCK = {"1.0": "happyhorse10Params", "1.1": "happyhorse11Params"}
@@ -106,7 +105,7 @@ class ApiframeAdapter(ProviderAdapter):
         return self.task_id(reply, body_dict(reply).get("jobId"), "no jobId")
 
     def poll_call(self, task_id: str) -> HttpCall:
-        return HttpCall("GET", f"/v2/jobs/{quote(task_id, safe='')}")
+        return HttpCall("GET", f"/v2/jobs/{task_id_path(task_id)}")
 
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)

@@ -33,7 +33,7 @@ from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, check_task_id, require
 
 MODES = {"t2v": "text-to-video", "i2v": "image-to-video", "r2v": "reference-to-video", "edit": "video-edit"}
 # [U] guess: input image URLs (first frame, or references) go in `image_urls`, as on APIXO's image models.
@@ -105,7 +105,7 @@ class ApixoAdapter(ProviderAdapter):
         return self.task_id(reply, data.get("taskId") if isinstance(data, dict) else None, "no data.taskId")
 
     def poll_call(self, task_id: str) -> HttpCall:
-        return HttpCall("GET", "/statusTask/happyHorse", params={"taskId": task_id})
+        return HttpCall("GET", "/statusTask/happyHorse", params={"taskId": check_task_id(task_id)})
 
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         data = self._envelope(reply)

@@ -5,23 +5,29 @@ host a small declarative module that is easy to test against the simulator, line
 """
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import quote
 
 from ..engine.capabilities import ProviderCaps
 from ..engine.config import Secret
-from ..engine.errors import ProviderError, SubmitUncertain
+from ..engine.errors import ProviderError, SubmitUncertain, ValidationError, Violation
 from ..engine.http import HttpCall, HttpReply, retry_after_seconds
 from ..engine.pricing import PriceTable
 from ..engine.protocol import JobState, JobStatus, MediaRef
+from ..engine.redact import clip
 from ..engine.request import GenerationRequest
 from ..engine.uploads.store import StoreForm
 
-__all__ = ["JobState", "JobStatus", "MediaRef", "ProviderAdapter", "body_dict", "require",
-           "SUBMIT_OK"]
+__all__ = ["JobState", "JobStatus", "MediaRef", "ProviderAdapter", "body_dict", "check_task_id", "require",
+           "SUBMIT_OK", "task_id_path"]
 
 # Any 2xx answer to the paid submit means the host took it: one that carries a task id is a job to record and
 # follow, whatever the code (hosts document 200 or 202 and may send another); one without an id is uncertain.
 SUBMIT_OK: tuple[int, ...] = tuple(range(200, 300))
+
+# Every host's ids fit this (uuids, task_<hex>, ids with ':' or '.'), and nothing in it can leave a path segment.
+_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 
 
 class ProviderAdapter:
@@ -130,3 +136,18 @@ def require(cond: bool, adapter: ProviderAdapter, reply: HttpReply, what: str) -
     if not cond:
         raise ProviderError(f"{adapter.caps.display_name} answered in an unexpected shape ({what}); "
                             f"the API may have changed", kind="protocol", status=reply.status, provider=adapter.name)
+
+
+def check_task_id(task_id: str) -> str:
+    """A task id before it goes into a keyed request. It may come from a shared workflow's Collect node, so
+    `../../x?y` must never aim the request at another path of the host."""
+    if not _TASK_ID.fullmatch(task_id):
+        raise ValidationError([Violation("task_id", f"{clip(task_id, 60)!r} is not a task id (letters, digits and "
+                                                    f". _ : - only, at most 200); copy the generation node's "
+                                                    f"task_id output or an id from `happyhorse jobs list`")])
+    return task_id
+
+
+def task_id_path(task_id: str) -> str:
+    """check_task_id, then quoted as one URL path segment."""
+    return quote(check_task_id(task_id), safe="")

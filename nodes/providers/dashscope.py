@@ -23,7 +23,7 @@ from ..engine.pricing import PriceTable
 from ..engine.promptcheck import CHARACTER_STYLE
 from ..engine.request import GenerationRequest
 from ..engine.uploads import StoreForm
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
 
 REGIONS = {
     "singapore": "https://dashscope-intl.aliyuncs.com",
@@ -115,10 +115,10 @@ class DashScopeAdapter(ProviderAdapter):
         return self.task_id(reply, out.get("task_id") if isinstance(out, dict) else None, "no output.task_id")
 
     def poll_call(self, task_id: str) -> HttpCall:
-        return HttpCall("GET", f"/api/v1/tasks/{task_id}")
+        return HttpCall("GET", f"/api/v1/tasks/{task_id_path(task_id)}")
 
     def cancel_call(self, task_id: str) -> HttpCall | None:
-        return HttpCall("POST", f"/api/v1/tasks/{task_id}/cancel")
+        return HttpCall("POST", f"/api/v1/tasks/{task_id_path(task_id)}/cancel")
 
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)

@@ -23,14 +23,13 @@ answer (CREDIT_CODES: HTTP 402 assumed) and MAX_CONCURRENT_JOBS (the per-workspa
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from ..engine.capabilities import RATIOS_10, ProviderCaps, VersionCaps
 from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
 
 # [U] guess: `happyhorse-1` is taken to be HappyHorse 1.0 (1.0's price and ratios; see the docstring).
 MODEL_IDS = {"1.0": "happyhorse-1"}
@@ -88,7 +87,7 @@ class GetimgAdapter(ProviderAdapter):
         return self.task_id(reply, body_dict(reply).get("id"), "no id")
 
     def poll_call(self, task_id: str) -> HttpCall:
-        return HttpCall("GET", f"/v2/videos/generations/{quote(task_id, safe='')}")
+        return HttpCall("GET", f"/v2/videos/generations/{task_id_path(task_id)}")
 
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)

@@ -29,7 +29,6 @@ Undocumented ([U]) and guessed here, each one constant below:
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from ..engine.capabilities import RATIOS_10, RATIOS_11, ImageLimits, ProviderCaps, VersionCaps
 from ..engine.errors import ProviderError
@@ -37,7 +36,7 @@ from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.promptcheck import IMAGE_STYLE
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
 
 # 1.0's id is spelled with a dot on reAPI's model page and docs menu (providers.md has `happyhorse-1-0`).
 MODELS = {"1.0": "happyhorse-1.0", "1.1": "happyhorse-1-1"}
@@ -130,7 +129,7 @@ class ReApiAdapter(ProviderAdapter):
         return self.task_id(reply, next((body[k] for k in SUBMIT_ID_KEYS if body.get(k)), None), "no task id")
 
     def poll_call(self, task_id: str) -> HttpCall:
-        return HttpCall("GET", f"/api/v1/tasks/{quote(task_id, safe='')}")
+        return HttpCall("GET", f"/api/v1/tasks/{task_id_path(task_id)}")
 
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)

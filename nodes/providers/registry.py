@@ -44,6 +44,11 @@ class Endpoint:
     key: Secret
     in_process: bool = False      # the simulator started inside this process: its jobs end with the process
 
+    def __post_init__(self) -> None:
+        from ..engine.http import check_keyed_url
+
+        check_keyed_url(self.base_url, self.adapter.name)    # every keyed request is sent to an Endpoint
+
 
 def check_base_url(url: str) -> None:
     """An explicit base URL is an http(s) URL with a host; anything else is refused before it is used."""

@@ -18,6 +18,7 @@ import atexit
 import json
 import os
 import threading
+import zlib
 from types import ModuleType
 
 from aiohttp import web
@@ -55,6 +56,9 @@ def fault_middleware(sim: SimCore):
     slow (wait `seconds`, then answer normally). Quirks (the request is handled normally, then its answer is
     changed): answer_status (the same body with another 2xx `status`), no_id (a 2xx submit answer without the
     task id: the job was accepted all the same), status_word (the poll answer carries `word` as its status).
+    Hostile or broken hosts: echo (HTTP `status` error whose message repeats the request, Authorization header
+    included, as some hosts' error bodies do), malformed (handle it, then answer with bytes that are not HTTP),
+    gzip_bomb (a 200 whose gzip body inflates to `megabytes` MB).
     """
 
     @web.middleware
@@ -77,6 +81,20 @@ def fault_middleware(sim: SimCore):
             return resp
         if kind in QUIRKS:
             return _quirk(PROTOCOL_MODULES[provider], fault, await handler(request))
+        if kind == "echo":
+            sim.record_request(provider, request.method, request.path, dict(request.headers), {"fault": fault})
+            dump = "\n".join(f"{k}: {v}" for k, v in request.headers.items())
+            message = f"invalid request {request.method} {request.path_qs}\n{dump}\n\n{await request.text()}"
+            return PROTOCOL_MODULES[provider].error_response(int(fault.get("status", 400)), message, {})
+        if kind == "malformed":
+            await handler(request)
+            if request.transport is not None:
+                request.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nBad\x00Header: x\r\n\r\n{}")
+            _drop(request)
+        if kind == "gzip_bomb":
+            sim.record_request(provider, request.method, request.path, dict(request.headers), {"fault": fault})
+            return web.Response(body=_gzip_bomb(int(fault.get("megabytes", 100))),
+                                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
         if kind == "drop":
             sim.record_request(provider, request.method, request.path, dict(request.headers), {"fault": fault})
             _drop(request)
@@ -116,6 +134,13 @@ def _set_path(body: dict, path: tuple[str, ...], value) -> None:
         body.pop(path[-1], None)
     else:
         body[path[-1]] = value
+
+
+def _gzip_bomb(megabytes: int) -> bytes:
+    """`megabytes` MB of spaces, gzip-compressed a megabyte at a time (about 1 KB on the wire per MB)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b" " * (1 << 20)
+    return b"".join([*(packer.compress(block) for _ in range(megabytes)), packer.flush()])
 
 
 def _drop(request: web.Request) -> None:

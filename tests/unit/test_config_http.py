@@ -6,7 +6,7 @@ from aiohttp import web
 
 from happyhorse.engine.config import Secret
 from happyhorse.engine.errors import ConfigError, ProviderError, SubmitUncertain
-from happyhorse.engine.http import (HttpCall, RetryPolicy, Transport, check_fetch_url, retry_after_seconds)
+from happyhorse.engine.http import HttpCall, RetryPolicy, Transport, retry_after_seconds
 from happyhorse.engine.follow import next_poll_delay
 from happyhorse.providers.registry import resolve_endpoint
 
@@ -46,14 +46,6 @@ def test_retry_after_parsing():
     assert retry_after_seconds({"Retry-After": "3"}) == 3
     assert retry_after_seconds({"x-ratelimit-reset": "7"}) == 7
     assert retry_after_seconds({}) is None
-
-
-def test_fetch_url_rules():
-    check_fetch_url("https://cdn.example.com/v.mp4")
-    check_fetch_url("http://127.0.0.1:8000/v.mp4")
-    for bad in ("http://cdn.example.com/v.mp4", "file:///etc/passwd", "ftp://x/v.mp4"):
-        with pytest.raises(Exception):
-            check_fetch_url(bad)
 
 
 def test_poll_delay_adapts():

@@ -33,6 +33,15 @@ def test_key_never_written_anywhere(tmp_path):
         outputs.append(subprocess.run(gen + ["--seed", "3"], capture_output=True, text=True, env=env))
         bad = {**env, "DASHSCOPE_API_KEY": "sk-invalid-" + CANARY}
         outputs.append(subprocess.run(gen + ["--seed", "4"], capture_output=True, text=True, env=bad))
+        # A hostile host: echoes the request (key included) in an error, in a failure reason, and answers a
+        # submit it accepted with bytes that are not HTTP (aiohttp's own error would carry the headers).
+        fault({"provider": "dashscope", "stage": "submit", "kind": "echo", "status": 400})
+        outputs.append(subprocess.run(gen + ["--seed", "5"], capture_output=True, text=True, env=env))
+        fault({"provider": "dashscope", "stage": "job", "kind": "fail",
+               "reason": f"quota for {CANARY} exceeded (Authorization: Bearer {CANARY[::-1]})"})
+        outputs.append(subprocess.run(gen + ["--seed", "6"], capture_output=True, text=True, env=env))
+        fault({"provider": "dashscope", "stage": "submit", "kind": "malformed"})
+        outputs.append(subprocess.run(gen + ["--seed", "7"], capture_output=True, text=True, env=env))
         outputs.append(subprocess.run(CLI + ["jobs", "list", "--json"], capture_output=True, text=True, env=env))
     finally:
         sim.terminate()
@@ -41,9 +50,17 @@ def test_key_never_written_anywhere(tmp_path):
     assert outputs[0].returncode == 0 and outputs[1].returncode == 2 and outputs[3].returncode == 2
     assert "DASHSCOPE_API_KEY" in outputs[3].stderr          # the error names the variable...
     assert "http" in outputs[0].stderr.lower()               # ...and debug logging really ran
+    echoed, failed, malformed = outputs[4:7]
+    assert echoed.returncode == 2 and "Authorization: ***" in echoed.stderr and "Traceback" not in echoed.stderr
+    assert failed.returncode == 2 and "quota for *** exceeded (Authorization: ***)" in failed.stderr
+    assert malformed.returncode == 2 and "NOT re-sent" in malformed.stderr and "Traceback" not in malformed.stderr
+    jobs = json.loads(outputs[7].stdout)
+    assert {"rejected", "failed", "uncertain"} <= {j["status"] for j in jobs}
+    assert any("***" in (j["error"] or "") for j in jobs if j["status"] == "failed")
     for out in outputs:
-        assert CANARY not in out.stdout + out.stderr
+        assert CANARY not in out.stdout + out.stderr and CANARY[::-1] not in out.stdout + out.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".sqlite3" for p in files) and any(p.suffix == ".mp4" for p in files)
     for p in files:
         assert CANARY.encode() not in p.read_bytes(), f"key leaked into {p}"
+        assert CANARY[::-1].encode() not in p.read_bytes(), f"an Authorization value leaked into {p}"

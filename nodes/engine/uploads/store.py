@@ -16,7 +16,8 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from ..errors import ProviderError, ValidationError, Violation
-from ..http import HttpReply, Transport, is_loopback, redact_url
+from ..http import MAX_REPLY_BYTES, HttpReply, Transport, is_loopback
+from ..redact import clip, redact_url
 from ..request import GenerationRequest, MediaInput
 
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=900, sock_connect=15)
@@ -91,7 +92,7 @@ class ProviderStore:
             async with self._session.post(form.upload_url, data=body, allow_redirects=False,
                                           timeout=UPLOAD_TIMEOUT) as resp:
                 if resp.status != form.ok_status:
-                    text = (await resp.read()).decode("utf-8", "replace")
+                    text = clip((await resp.content.read(MAX_REPLY_BYTES)).decode("utf-8", "replace"), 2000)
                     raise self.adapter.map_upload_error(HttpReply(resp.status, dict(resp.headers), text))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise ProviderError(f"Uploading the {role} to {name}'s store at {redact_url(form.upload_url)} failed "
