@@ -136,7 +136,7 @@ async def run_matrix(providers: list[str] | None = None, faults: tuple[Fault, ..
     providers = providers or matrix_providers()
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory() as workdir, \
-            SimulatorServer(timing=SimTiming(queue_s=0.2, process_s=0.4)) as sim:
+            SimulatorServer(timing=SimTiming(queue_s=0.2, process_s=0.4), control=True) as sim:
         async def one_provider(index: int, provider: str) -> list[Outcome]:
             # Faults are queued per provider, so providers run side by side; cases within one run in order.
             return [await run_case(sim, provider, fault, 1000 * (index + 1) + i, workdir)

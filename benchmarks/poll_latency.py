@@ -42,7 +42,7 @@ async def main_async(n_jobs: int) -> dict:
     }
     rng = random.Random(7)
     durations = [rng.uniform(60, 180) * SCALE for _ in range(n_jobs)]
-    with tempfile.TemporaryDirectory() as tmp, SimulatorServer(timing=SimTiming(0.0, 2.0)) as sim:
+    with tempfile.TemporaryDirectory() as tmp, SimulatorServer(timing=SimTiming(0.0, 2.0), control=True) as sim:
         os.environ["DASHSCOPE_API_KEY"] = "sk-benchmark"
         runner = JobRunner(resolve_endpoint("dashscope", base_url=sim.base_url("dashscope")), all_caps=all_caps())
         task_policy: dict[str, str] = {}

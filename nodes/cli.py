@@ -394,7 +394,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         return 0
     if a.background:
         url, already = background.start(["--port", str(a.port), "--queue-s", str(a.queue_s),
-                                         "--process-s", str(a.process_s)])
+                                         "--process-s", str(a.process_s)] + (["--control"] if a.control else []))
         print(url, flush=True)
         print(f"{'Already running' if already else 'Serving'} in the background on {url}; "
               f"`happyhorse simulate --stop` stops it.", file=sys.stderr)
@@ -403,7 +403,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     # server always stops cleanly and removes its videos.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        server = SimulatorServer(port=a.port, timing=SimTiming(a.queue_s, a.process_s)).start()
+        server = SimulatorServer(port=a.port, timing=SimTiming(a.queue_s, a.process_s),
+                                 control=a.control).start()
     except OSError as exc:
         raise HappyHorseError(f"--port {a.port}: cannot serve there ({exc.strerror or exc}); choose another port, "
                               f"or --port 0 for a free one") from None
@@ -514,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--background", action="store_true",
                      help="start it in the background, print its URL and return (reuses one already running)")
     how.add_argument("--stop", action="store_true", help="stop the background simulator")
+    s.add_argument("--control", action="store_true",
+                   help="serve the control API /_sim/* (faults, timing, stats, blobs) for tests and benchmarks")
     s.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser("demo", help="make sample videos on the built-in simulator (no key, no network)")
@@ -521,6 +524,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)
     return parser
+
+
+def configure_logging() -> None:
+    """HAPPYHORSE_LOG (debug | info | warning | error) sets the pack's own loggers only: every other library
+    stays at WARNING (botocore's DEBUG would print session tokens and signed requests)."""
+    level = getattr(logging, os.environ.get("HAPPYHORSE_LOG", "warning").upper(), None)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    logging.getLogger("happyhorse").setLevel(level if isinstance(level, int) else logging.WARNING)
 
 
 def package_version() -> str:
@@ -546,9 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     args = parser.parse_args(argv)
-    level = os.environ.get("HAPPYHORSE_LOG", "warning").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
-                        format="%(name)s %(levelname)s %(message)s")
+    configure_logging()
     try:
         return args.func(args)
     except JobCancelled as exc:        # the first Ctrl-C: the job was stopped (and cancelled where possible)

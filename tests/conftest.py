@@ -25,7 +25,7 @@ def sim():
     from happyhorse.simulator.core import SimTiming
     from happyhorse.simulator.server import SimulatorServer
 
-    server = SimulatorServer(timing=SimTiming(queue_s=0.3, process_s=0.5)).start()
+    server = SimulatorServer(timing=SimTiming(queue_s=0.3, process_s=0.5), control=True).start()
     yield server
     server.stop()
 

@@ -43,7 +43,7 @@ PNG_FAST_LEVEL = 1
 REFERENCE_JPEG_QUALITY = 95
 FALLBACK_SAMPLE_RATE = 44100
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("happyhorse")
 
 
 # --------------------------------------------------------------------------------------------- images in

@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .protocol import JobState, TextEnum
+from .redact import redact_url
 from .request import GenerationRequest
 
 HOME_ENV = "HAPPYHORSE_HOME"
@@ -127,12 +128,25 @@ class JobRecord:
         return dict(self.__dict__)
 
 
+def private_sqlite(path: Path) -> None:
+    """Make a SQLite file owner-only before it is opened: its folder 0700 when we create it, the file and any
+    -wal / -shm 0600 (SQLite creates those with the main file's mode). They hold prompts and signed URLs."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+        os.chmod(path.parent, 0o700)          # mkdir's mode is filtered by the umask; be exact
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            os.chmod(name, 0o600)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 class Ledger:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_home() / "jobs.sqlite3"
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(self.path)
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(SCHEMA)
@@ -163,6 +177,8 @@ class Ledger:
                        tuple(row.values()))
 
     def create(self, req: GenerationRequest, provider: str, base_url: str, estimate_usd: float | None = None) -> str:
+        """base_url is stored (and matched) without userinfo or query, like every URL the ledger keeps."""
+        base_url = redact_url(base_url)
         job_id = uuid.uuid4().hex
         now = time.time()
         params = {"resolution": req.resolution, "aspect_ratio": req.effective_aspect_ratio,
@@ -179,6 +195,7 @@ class Ledger:
 
     def create_collect(self, provider: str, base_url: str, task_id: str) -> str:
         """A record for a job started elsewhere that we are asked to collect."""
+        base_url = redact_url(base_url)
         job_id = uuid.uuid4().hex
         now = time.time()
         self._insert(id=job_id, created_at=now, updated_at=now, provider=provider, base_url=base_url, version="",
@@ -223,7 +240,7 @@ class Ledger:
         """The newest job for an identical request at the same provider (and endpoint: another base URL is
         another account or region, whose task ids mean nothing here)."""
         sql = "SELECT * FROM jobs WHERE fingerprint=? AND provider=?" + (" AND base_url=?" if base_url else "")
-        args = (fingerprint, provider, base_url) if base_url else (fingerprint, provider)
+        args = (fingerprint, provider, redact_url(base_url)) if base_url else (fingerprint, provider)
         with self._connect() as db:
             row = db.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
         return _record(row) if row else None

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -36,13 +37,21 @@ def running() -> dict | None:
     try:
         state = json.loads(path.read_text())
         os.kill(int(state["pid"]), 0)
-        with urllib.request.urlopen(state["url"] + "/_sim/stats", timeout=5):
-            return state
+        _answers(state["url"])
+        return state
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return None
+
+
+def _answers(url: str) -> None:
+    """Raises OSError unless a simulator answers at url (any HTTP status will do: /_sim/* needs --control)."""
+    try:
+        urllib.request.urlopen(url + "/files/alive.mp4", timeout=5).close()
+    except urllib.error.HTTPError:
+        pass
 
 
 def start(serve_args: list[str]) -> tuple[str, bool]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import os
 import shutil
 import tempfile
@@ -18,10 +17,11 @@ from collections import Counter, defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from ..engine.http import is_loopback
 from ..engine.media import probe_video_bytes
 from .video import ClipSpec, output_size, render_clip, size_for_image
 
@@ -284,32 +284,35 @@ class SimCore:
             if blob is None:
                 raise SimMediaError(f"no uploaded object at {url}")
             return blob[0]
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise SimMediaError(f"unsupported URL scheme {parts.scheme!r}")
-        host = parts.hostname or ""
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            # The simulator never reaches beyond this machine.
-            raise SimMediaError(f"the simulator only fetches media from this machine, not {host}")
         try:
             async with aiohttp.ClientSession() as session:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
-                    if resp.status != 200:
-                        raise SimMediaError(f"downloading {parts.path} failed: HTTP {resp.status}")
-                    chunks: list[bytes] = []
-                    total = 0
-                    async for chunk in resp.content.iter_chunked(1 << 16):
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise SimMediaError("media file too large")
-                        chunks.append(chunk)
+                current = url
+                for _ in range(6):
+                    # Every hop is checked: a redirect must not lead the fetch off this machine.
+                    parts = urlsplit(current)
+                    if parts.scheme not in ("http", "https"):
+                        raise SimMediaError(f"unsupported URL scheme {parts.scheme!r}")
+                    if not is_loopback(current):
+                        raise SimMediaError(f"the simulator only fetches media from this machine, not "
+                                            f"{parts.hostname or current}")
+                    async with session.get(current, allow_redirects=False,
+                                           timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                        if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                            current = urljoin(current, resp.headers["Location"])
+                            continue
+                        if resp.status != 200:
+                            raise SimMediaError(f"downloading {parts.path} failed: HTTP {resp.status}")
+                        chunks: list[bytes] = []
+                        total = 0
+                        async for chunk in resp.content.iter_chunked(1 << 16):
+                            total += len(chunk)
+                            if total > max_bytes:
+                                raise SimMediaError("media file too large")
+                            chunks.append(chunk)
+                        return b"".join(chunks)
+                raise SimMediaError("the media URL redirected too many times")
         except aiohttp.ClientError as exc:
-            raise SimMediaError(f"downloading media failed: {exc}") from None
-        return b"".join(chunks)
+            raise SimMediaError(f"downloading media failed: {type(exc).__name__}") from None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -2,6 +2,9 @@
 
   /dashscope/...      DashScope protocol (more hosts mount next to it from protocols/)
   /files/{id}.mp4     result videos
+Only requests addressed to this machine (a loopback Host header: no DNS rebinding) and not sent cross-origin
+are answered. The control routes below exist only when asked for (control=True: tests and benchmarks), and
+their POSTs must be JSON (a web page's form cannot send that without a preflight, which is never answered):
   /_sim/stats         submissions per host, jobs, recent requests (for tests)
   /_sim/faults        POST a fault to inject: {"provider", "stage", "kind", ...}; stages:
                       submit | poll | cancel | upload (HTTP level, see fault_middleware),
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ipaddress
 import json
 import os
 import threading
 import zlib
 from types import ModuleType
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -149,8 +154,34 @@ def _drop(request: web.Request) -> None:
     raise asyncio.CancelledError()
 
 
-def build_app(sim: SimCore) -> web.Application:
-    app = web.Application(client_max_size=120 << 20, middlewares=[fault_middleware(sim)])
+def _loopback_host(host: str) -> bool:
+    name = urlsplit("//" + host).hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def local_only_middleware(request: web.Request, handler):
+    """Keep web pages out: the simulator serves this machine's programs, not its browser's pages."""
+    if not _loopback_host(request.host):
+        return web.json_response({"error": "the simulator answers only requests addressed to this machine"},
+                                 status=403)
+    origin = request.headers.get("Origin")
+    fetch_site = request.headers.get("Sec-Fetch-Site", "none")
+    if (origin is not None and origin != f"{request.scheme}://{request.host}") \
+            or fetch_site not in ("none", "same-origin"):
+        return web.json_response({"error": "cross-origin requests are refused"}, status=403)
+    if request.path.startswith("/_sim/") and request.method == "POST" and request.content_type != "application/json":
+        return web.json_response({"error": "send JSON (Content-Type: application/json)"}, status=415)
+    return await handler(request)
+
+
+def build_app(sim: SimCore, control: bool = False) -> web.Application:
+    app = web.Application(client_max_size=120 << 20, middlewares=[local_only_middleware, fault_middleware(sim)])
     for mod in PROTOCOL_MODULES.values():
         app.add_routes(mod.routes(sim))
 
@@ -211,12 +242,13 @@ def build_app(sim: SimCore) -> web.Application:
         sim.blob_downloads[request.match_info["name"]] += 1
         return web.Response(body=blob[0], content_type=blob[1])
 
-    app.router.add_put("/_sim/blobs/{name}", put_blob)
-    app.router.add_get("/_sim/blobs/{name}", get_blob)
     app.router.add_get("/files/{job_id}.mp4", files)
-    app.router.add_get("/_sim/stats", stats)
-    app.router.add_post("/_sim/faults", faults)
-    app.router.add_post("/_sim/timing", timing)
+    if control:
+        app.router.add_put("/_sim/blobs/{name}", put_blob)
+        app.router.add_get("/_sim/blobs/{name}", get_blob)
+        app.router.add_get("/_sim/stats", stats)
+        app.router.add_post("/_sim/faults", faults)
+        app.router.add_post("/_sim/timing", timing)
     return app
 
 
@@ -224,9 +256,10 @@ class SimulatorServer:
     """Runs the simulator on 127.0.0.1 in a background thread with its own event loop."""
 
     def __init__(self, port: int = 0, timing: SimTiming | None = None, workdir: str | None = None,
-                 keep_s: float = KEEP_S):
+                 keep_s: float = KEEP_S, control: bool = False):
         self.core = SimCore(timing, workdir, keep_s)
         self._port = port
+        self.control = control              # serve /_sim/* (faults, timing, stats, blobs): tests and benchmarks
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -261,7 +294,7 @@ class SimulatorServer:
         return self
 
     async def _start_site(self) -> None:
-        self._runner = web.AppRunner(build_app(self.core), access_log=None)
+        self._runner = web.AppRunner(build_app(self.core, self.control), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
@@ -282,6 +315,7 @@ class SimulatorServer:
         self.stop()
 
 
+CONTROL_ENV = "HAPPYHORSE_SIM_CONTROL"       # "1": the in-process simulator serves /_sim/* (integration tests)
 _shared: SimulatorServer | None = None
 _shared_lock = threading.Lock()
 
@@ -294,6 +328,7 @@ def shared_simulator() -> SimulatorServer:
         if _shared is None:
             timing = SimTiming(float(os.environ.get("HAPPYHORSE_SIM_QUEUE_S", 0.5)),
                                float(os.environ.get("HAPPYHORSE_SIM_PROCESS_S", 2.0)))
-            _shared = SimulatorServer(timing=timing).start()
+            control = os.environ.get(CONTROL_ENV, "") == "1"
+            _shared = SimulatorServer(timing=timing, control=control).start()
             atexit.register(_shared.stop)
         return _shared

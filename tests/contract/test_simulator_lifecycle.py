@@ -67,7 +67,7 @@ def test_a_folder_left_by_a_killed_process_is_removed_by_the_next_simulator(tmp_
 
 
 async def test_old_jobs_and_their_inputs_are_dropped(tmp_path):
-    server = SimulatorServer(timing=SimTiming(0.1, 0.2), keep_s=2.0).start()
+    server = SimulatorServer(timing=SimTiming(0.1, 0.2), keep_s=2.0, control=True).start()
     try:
         runner = make_runner(server, tmp_path, "dashscope")
         first = MediaInput.image_bytes(png_bytes(640, 480), "first.png")

@@ -54,6 +54,7 @@ def comfy(tmp_path_factory, external_sim):
     env.update({
         "HAPPYHORSE_SIM_QUEUE_S": SIM_QUEUE_S,
         "HAPPYHORSE_SIM_PROCESS_S": SIM_PROCESS_S,
+        "HAPPYHORSE_SIM_CONTROL": "1",                         # inner_sim_url sets timings and reads stats
         "HAPPYHORSE_HOME": str(base / "happyhorse-home"),      # keep the CLI defaults away from the user's
         "XDG_CONFIG_HOME": str(base / "xdg-config"),           # no user config file with real keys
         "DASHSCOPE_API_KEY": CANARY_KEY,

@@ -55,8 +55,8 @@ def test_bad_input_is_refused_before_a_key_is_needed():
 
 
 def test_simulate_prints_its_base_url():
-    proc = subprocess.Popen(CLI + ["simulate", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
+    proc = subprocess.Popen(CLI + ["simulate", "--port", "0", "--control"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
@@ -142,7 +142,7 @@ def test_simulate_background_returns_its_url_and_stop_stops_it(tmp_path):
     tmp.mkdir()
     env = {"TMPDIR": str(tmp)}
     # capture_output waits for the end of stdout, as a shell's $(...) does: it returns only if the server let go.
-    started = run("simulate", "--background", env=env, timeout=60)
+    started = run("simulate", "--background", "--control", env=env, timeout=60)
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip()
     with urllib.request.urlopen(url + "/_sim/stats") as resp:

@@ -43,7 +43,7 @@ def test_base_url_that_is_not_a_url_is_refused_and_nothing_is_recorded():
 def test_happyhorse_home_that_cannot_hold_the_ledger_is_named(tmp_path):
     a_file = tmp_path / "home-is-a-file"
     a_file.write_text("x")
-    for home, why in ((a_file, "is a file, not a folder"), ("/proc/self", "unable to open")):
+    for home, why in ((a_file, "is a file, not a folder"), ("/proc/self", "No such file or directory")):
         r = run("generate", "--mode", "t2v", "--prompt", "x", "--duration", "3", env={"HAPPYHORSE_HOME": str(home)})
         refused(r, f"HAPPYHORSE_HOME={home}", why, "Nothing was sent")
         refused(run("jobs", "list", env={"HAPPYHORSE_HOME": str(home)}), f"HAPPYHORSE_HOME={home}")

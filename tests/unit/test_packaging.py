@@ -22,6 +22,14 @@ def test_requirements_match_pyproject_dependencies():
     assert sorted(map(norm, deps)) == sorted(map(norm, reqs))
 
 
+def test_dependency_floors_exclude_versions_with_known_advisories():
+    """aiohttp before 3.10.11 (request smuggling) and 3.13.3 (decompression bomb), Pillow before 10.3."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = {d.split(">=")[0].strip().lower(): tuple(int(p) for p in d.split(">=")[1].split(";")[0].split("."))
+              for d in deps if ">=" in d}
+    assert floors["aiohttp"] >= (3, 13, 3) and floors["pillow"] >= (10, 3)
+
+
 def test_comfy_registry_metadata_present():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     comfy = meta["tool"]["comfy"]

@@ -65,7 +65,7 @@ async def test_uncertain_submit_is_not_silently_repaid(runner, sim, tmp_path):
 
 
 def _start_simulator(env):
-    proc = subprocess.Popen(CLI + ["simulate", "--port", "0", "--queue-s", "1", "--process-s", "5"],
+    proc = subprocess.Popen(CLI + ["simulate", "--control", "--port", "0", "--queue-s", "1", "--process-s", "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     url = proc.stdout.readline().strip()
     assert url.startswith("http://127.0.0.1:"), url

@@ -12,7 +12,7 @@ CLI = [sys.executable, "-m", "happyhorse.cli"]
 def test_key_never_written_anywhere(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "DASHSCOPE_API_KEY": CANARY, "HAPPYHORSE_HOME": str(home), "HAPPYHORSE_LOG": "debug"}
-    sim = subprocess.Popen(CLI + ["simulate", "--port", "0", "--queue-s", "0.2", "--process-s", "0.4"],
+    sim = subprocess.Popen(CLI + ["simulate", "--control", "--port", "0", "--queue-s", "0.2", "--process-s", "0.4"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         url = sim.stdout.readline().strip()

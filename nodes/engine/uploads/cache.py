@@ -7,13 +7,12 @@ destination scope names a bucket or an endpoint, and at most a one-way tag of th
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from ..ledger import default_home
+from ..ledger import default_home, private_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -38,9 +37,7 @@ class UploadCache:
             path = default_home() / "uploads.sqlite3"
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            if not os.path.exists(self.path):
-                Path(self.path).touch(mode=0o600)
+            private_sqlite(Path(self.path))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         with self._lock, self._db:

@@ -50,7 +50,7 @@ class ProviderStore:
         self.transport = transport
         self.policy_call = self.adapter.upload_policy_call(req)
         # A stored file is usable only by the same account and, at DashScope, the same model: the scope says both.
-        self.scope = "|".join(("store", self.adapter.name, transport.base_url, self.policy_call.path,
+        self.scope = "|".join(("store", self.adapter.name, redact_url(transport.base_url), self.policy_call.path,
                                urlencode(sorted((self.policy_call.params or {}).items())),
                                account_tag(endpoint.key.reveal())))
         self._policy: Any = None
