@@ -209,7 +209,7 @@ def _closed_port_url() -> str:
 
 async def run_routing_matrix(cases: tuple[RoutingCase, ...] = ROUTING_CASES) -> list[Outcome]:
     with tempfile.TemporaryDirectory() as workdir, \
-            SimulatorServer(timing=SimTiming(queue_s=0.2, process_s=0.4)) as sim:
+            SimulatorServer(timing=SimTiming(queue_s=0.2, process_s=0.4), control=True) as sim:
         return [await run_routing_case(sim, case, i, workdir) for i, case in enumerate(cases)]
 
 

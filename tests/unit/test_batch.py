@@ -92,7 +92,7 @@ def test_batch_runs_lines_side_by_side_and_writes_results(sim, tmp_path):
 
 def test_rerun_after_ctrl_c_attaches_to_jobs_in_flight(tmp_path):
     """APIXO has no cancel API: Ctrl-C leaves its jobs running; the rerun must follow them, not pay again."""
-    with SimulatorServer(timing=SimTiming(queue_s=0.5, process_s=6.0)) as sim:
+    with SimulatorServer(timing=SimTiming(queue_s=0.5, process_s=6.0), control=True) as sim:
         env = env_for(sim, "apixo")
         path = write_batch(tmp_path, *({"provider": "apixo", "mode": "t2v", "prompt": f"job {i}", "duration": 3}
                                        for i in range(3)))
