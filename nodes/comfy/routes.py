@@ -3,7 +3,7 @@
   POST /happyhorse/price                 a node's widget values -> the estimate (same tables as the runner)
   GET  /happyhorse/jobs?limit=N          the ledger's jobs, newest first, as the panel shows them
   GET  /happyhorse/status                set-up at a glance (key yes/no per provider, bucket, DashScope region)
-                                         and spend today / this month
+                                         and spend today / this month per provider, against [budget] limits
   GET  /happyhorse/jobs/{id}/video       a finished job's MP4 (?download=1: as an attachment); only a file the
                                          ledger names inside the output folder
   POST /happyhorse/jobs/{id}/cancel      cancel a queued or running job where its host allows
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..engine.budget import spend_summary
 from ..engine.errors import HappyHorseError
 from ..engine.jobs import cancel_unfollowed, job_view, list_jobs, video_file
 from ..engine.ledger import Ledger
@@ -82,9 +83,15 @@ class Panel:
         except HappyHorseError as exc:      # e.g. a config file that is not valid TOML: say so, show nothing of it
             setup = {"providers": [], "upload_bucket": False, "dashscope_region": "unknown",
                      "hints": [str(exc).split(":")[0] + ": fix the HappyHorse config file."]}
-        # Spend per provider today / this month comes from the engine's spend summary (the budget work, issue
-        # 15); until it is on main the panel shows no spend block.
-        return web.json_response({"setup": setup, "spend": None})
+        try:
+            spend = (await asyncio.to_thread(spend_summary, self.ledger())).as_dict()
+        except HappyHorseError as exc:      # e.g. a [budget] limit that is not a number: name it, echo nothing of it
+            spend = None
+            key = re.search(r"\b(daily_usd|monthly_usd)\b", str(exc))
+            setup["hints"].append(f"[budget] {key[1]} is not a limit: use a number of USD >= 0 (0 = no limit) in "
+                                  f"the HappyHorse config file." if key else
+                                  "Spend could not be read: fix the HappyHorse config file.")
+        return web.json_response({"setup": setup, "spend": spend})
 
     async def video(self, request: web.Request) -> web.StreamResponse:
         rec = await self.job(request)

@@ -205,3 +205,37 @@ async def test_cancel_of_a_job_a_node_follows_goes_to_that_node(slow_sim, dirs):
         await client.close()
     assert asked == [("simulator", task_id)]
     assert ledger.get(job_id).status == "queued"        # the node's runner records the outcome, not the route
+
+
+async def test_status_counts_spend_per_provider_against_the_budget(dirs, monkeypatch, tmp_path):
+    from happyhorse.engine.ledger import LedgerStatus
+
+    ledger, out = dirs
+    config = tmp_path / "hh.toml"
+    config.write_text("[budget]\ndaily_usd = 5\nmonthly_usd = 50\n")
+    monkeypatch.setenv("HAPPYHORSE_CONFIG", str(config))
+    req = GenerationRequest(mode="t2v", prompt="a paid horse", version="1.1", duration_s=5)
+    paid = ledger.create(req, "dashscope", "https://dashscope-intl.aliyuncs.com", estimate_usd=0.70)
+    ledger.update(paid, status=LedgerStatus.DONE, cost_usd=0.70)
+    ledger.create(req.with_(prompt="a horse of unknown price"), "reapi", "https://example.invalid", estimate_usd=None)
+    refused = ledger.create(req.with_(prompt="a refused horse"), "dashscope", "https://dashscope-intl.aliyuncs.com",
+                            estimate_usd=0.70)
+    ledger.update(refused, status=LedgerStatus.REJECTED)            # hosts bill nothing for these
+    client = await client_for(Panel(ledger.path, out))
+    try:
+        body = await (await client.get("/api/happyhorse/status")).json()
+        config.write_text('[budget]\ndaily_usd = "lots-of-canary-money"\n')
+        bad = await client.get("/api/happyhorse/status")
+        bad_raw = await bad.text()
+    finally:
+        await client.close()
+    today, month = body["spend"]["today"], body["spend"]["month"]
+    assert (today["usd"], today["limit_usd"], today["unknown_price_jobs"]) == (0.7, 5.0, 1)
+    assert today["by_provider"]["dashscope"] == {"usd": 0.7, "jobs": 1, "unknown_price_jobs": 0}
+    assert today["by_provider"]["reapi"] == {"usd": 0.0, "jobs": 1, "unknown_price_jobs": 1}
+    assert (month["usd"], month["limit_usd"], month["unknown_price_jobs"]) == (0.7, 50.0, 1)
+    bad_body = json.loads(bad_raw)
+    assert bad.status == 200 and bad_body["spend"] is None
+    assert any("daily_usd" in h for h in bad_body["setup"]["hints"])
+    for secret in ("lots-of-canary-money", str(config), config.name, str(tmp_path)):   # nothing of the file
+        assert secret not in bad_raw
