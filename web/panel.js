@@ -116,14 +116,17 @@ async function cancel(job) {
 function spendBlock() {
   const spend = status?.spend;
   if (!spend) return null;
+  const names = Object.fromEntries((status.setup?.providers ?? []).map((p) => [p.name, p.display_name]));
   const period = (p) => {
+    const title = p.period.charAt(0).toUpperCase() + p.period.slice(1);
     const limit = p.limit_usd != null ? ` of ${p.limit_usd.toFixed(2)} USD` : "";
     const unknown = p.unknown_price_jobs ? `, ${p.unknown_price_jobs} job(s) of unknown price not counted` : "";
-    const lines = Object.entries(p.by_provider).map(([name, v]) => el("div", { class: "hh-sub" },
-      `${name}: ${v.usd.toFixed(2)} USD, ${v.jobs} job(s)${v.unknown_price_jobs ? `, ${v.unknown_price_jobs} of unknown price` : ""}`));
-    return [el("div", {}, el("b", {}, `${p.period}: ${p.usd.toFixed(2)} USD${limit}`), unknown), ...lines];
+    const lines = Object.entries(p.by_provider).map(([name, v]) => el("div", { class: "hh-sub", "data-provider": name },
+      `${names[name] ?? name}: ${v.usd.toFixed(2)} USD, ${v.jobs} job(s)` +
+      (v.unknown_price_jobs ? `, ${v.unknown_price_jobs} of unknown price` : "")));
+    return el("div", { "data-period": p.period }, el("b", {}, `${title}: ${p.usd.toFixed(2)} USD${limit}`), unknown, lines);
   };
-  return el("section", { class: "hh-spend" }, period(spend.today), period(spend.month));
+  return el("section", { class: "hh-spend" }, el("b", {}, "Spend"), period(spend.today), period(spend.month));
 }
 
 function setupBlock() {

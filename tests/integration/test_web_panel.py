@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -219,6 +220,42 @@ def test_default_provider_setting_applies_to_new_nodes_only(page):
         assert options[:2] == ["simulator", "dashscope"] and len(options) == 7
     finally:
         set_setting(page, "HappyHorse.DefaultProvider", "simulator")
+
+
+def test_panel_shows_spend_per_provider_against_the_budget(page, comfy):
+    # A paid DashScope job and a reAPI job of unknown price in ComfyUI's own ledger, a [budget] in the config
+    # file ComfyUI reads: the spend block shows today's and this month's sums, spent of limit, unknown apart.
+    from happyhorse.engine.budget import NOT_BILLED
+    from happyhorse.engine.ledger import Ledger, LedgerStatus
+    from happyhorse.engine.request import GenerationRequest
+
+    config = comfy.base / "xdg-config" / "happyhorse" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[budget]\ndaily_usd = 5\nmonthly_usd = 50\n")
+    ledger = Ledger(comfy.ledger_path)
+    req = GenerationRequest(mode="t2v", prompt="a paid horse for the spend block", version="1.1", duration_s=5)
+    paid = ledger.create(req, "dashscope", "https://dashscope-intl.aliyuncs.com", estimate_usd=0.70)
+    ledger.update(paid, status=LedgerStatus.DONE, cost_usd=0.70)
+    unknown = ledger.create(req.with_(prompt="a horse of unknown price"), "reapi", "https://example.invalid")
+    ledger.update(unknown, status=LedgerStatus.DONE)
+    try:
+        open_panel(page)
+        page.evaluate("document.querySelector('[data-action=refresh]').click(); true")
+        text = page.wait_for("""(() => {
+          const t = document.querySelector('.hh-spend [data-period="today"]')?.textContent;
+          return t && t.includes('reAPI') && t;
+        })()""", timeout=20, what="the spend block with both jobs")
+        free = [r for r in ledger_rows(comfy) if r["provider"] == "simulator" and r["status"] not in NOT_BILLED]
+        assert "Today: 0.70 USD of 5.00 USD, 1 job(s) of unknown price not counted" in text, text
+        assert "DashScope: 0.70 USD, 1 job(s)" in text and "reAPI: 0.00 USD, 1 job(s), 1 of unknown price" in text
+        assert f"Simulator (free, local): 0.00 USD, {len(free)} job(s)" in text, text   # the cancelled one: not
+        month = page.evaluate("document.querySelector('.hh-spend [data-period=\"this month\"]').textContent")
+        assert month.startswith("This month: 0.70 USD of 50.00 USD"), month
+        page.screenshot(SCREENSHOTS / "happyhorse_panel_spend.png")
+    finally:
+        config.unlink()
+        with sqlite3.connect(comfy.ledger_path) as db:          # leave the session's ledger as the others expect
+            db.execute("DELETE FROM jobs WHERE id IN (?, ?)", (paid, unknown))
 
 
 def test_no_console_errors_from_the_pack(page):
