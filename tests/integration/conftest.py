@@ -36,7 +36,7 @@ def external_sim():
     from happyhorse.simulator.core import SimTiming
     from happyhorse.simulator.server import SimulatorServer
 
-    server = SimulatorServer(timing=SimTiming(float(SIM_QUEUE_S), float(SIM_PROCESS_S))).start()
+    server = SimulatorServer(timing=SimTiming(float(SIM_QUEUE_S), float(SIM_PROCESS_S)), control=True).start()
     yield server
     server.stop()
 
