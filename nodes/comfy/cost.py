@@ -8,6 +8,7 @@ from comfy_api.latest import io, ui
 from . import specs
 from .estimates import breakdown, price_from_mode_combo, usd_or_unknown
 from .schema import build_schema
+from .words import COST_ESTIMATE, in_widget_words
 
 
 class CostEstimate(io.ComfyNode):
@@ -16,6 +17,7 @@ class CostEstimate(io.ComfyNode):
         return build_schema(specs.cost_estimate())
 
     @classmethod
+    @in_widget_words(COST_ESTIMATE)
     def execute(cls, **values: Any) -> io.NodeOutput:
         v = specs.with_defaults(specs.cost_estimate().fields, values)
         mode, source_video = v.get("mode"), v.get("source_video")

@@ -28,6 +28,8 @@ from .schema import build_schema
 from .tensors import (FrameCollector, FrameLimits, audio_from_video, batch_pictures, decode_video_frames,
                       frames_to_mp4, image_to_media, pictures_to_media)
 from .wiring import Wanted, dynprompt_nodes, wanted_outputs
+from .words import (COLLECT_JOB, IMAGE2VIDEO, REFERENCE2VIDEO, TEXT2VIDEO, VIDEO_EDIT,
+                    in_widget_words)
 
 log = logging.getLogger("happyhorse")
 
@@ -197,6 +199,7 @@ class Text2Video(ResultNode):
         return build_schema(specs.text2video())
 
     @classmethod
+    @in_widget_words(TEXT2VIDEO)
     async def execute(cls, **values: Any) -> io.NodeOutput:
         v = specs.with_defaults(specs.text2video().fields, values)
         built = build_request("t2v", v.get("provider"), prompt=v["prompt"], seed=v["seed"], watermark=v["watermark"])
@@ -209,6 +212,7 @@ class Image2Video(ResultNode):
         return build_schema(specs.image2video())
 
     @classmethod
+    @in_widget_words(IMAGE2VIDEO)
     async def execute(cls, **values: Any) -> io.NodeOutput:
         v = specs.with_defaults(specs.image2video().fields, values)
         first = await asyncio.to_thread(single_image, v["first_frame"], "first_frame")
@@ -232,6 +236,7 @@ class Reference2Video(ResultNode):
         return build_schema(specs.reference2video())
 
     @classmethod
+    @in_widget_words(REFERENCE2VIDEO)
     async def execute(cls, **values: Any) -> io.NodeOutput:
         v = specs.with_defaults(specs.reference2video().fields, values)
         refs = await asyncio.to_thread(reference_media, v.get("images"), v.get("references"))
@@ -256,6 +261,7 @@ class VideoEdit(ResultNode):
         return build_schema(specs.video_edit())
 
     @classmethod
+    @in_widget_words(VIDEO_EDIT)
     async def execute(cls, **values: Any) -> io.NodeOutput:
         v = specs.with_defaults(specs.video_edit().fields, values)
         source = await asyncio.to_thread(edit_source, v.get("video"), v.get("source_frames"), v["source_fps"])
@@ -271,6 +277,7 @@ class CollectJob(ResultNode):
         return build_schema(specs.collect_job())
 
     @classmethod
+    @in_widget_words(COLLECT_JOB)
     async def execute(cls, **values: Any) -> io.NodeOutput:
         v = specs.with_defaults(specs.collect_job().fields, values)
         provider, task_id = v["provider"], (v.get("task_id") or "").strip()

@@ -7,7 +7,8 @@ and its words for each Fix ("connect one" in ComfyUI, "give it with --image" in 
 `ValidationError.render(surface)` writes the message in those words; `str()` uses the canonical ones.
 
 Fields a surface does not name keep their canonical name; a field with an index (`reference_images[2]`) is
-shown as the surface's name for the base field plus the position (`--image #2`).
+shown as the surface's name for the base field plus the position (`--image #2`), unless the surface names
+that indexed field itself (a node names each reference by the socket holding it: `image3`).
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ class Surface:
     fixes: Mapping[Fix, str] = field(default_factory=lambda: dict(CANONICAL_FIXES))
 
     def name(self, field_name: str) -> str:
+        if field_name in self.names:             # a surface may name one indexed field itself ("image3")
+            return self.names[field_name]
         base, bracket, rest = field_name.partition("[")
         label = self.names.get(base, base)
         if not bracket:
