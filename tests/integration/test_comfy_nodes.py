@@ -62,7 +62,7 @@ async def test_invalid_request_is_refused_before_anything_is_sent(comfy, inner_s
     assert "Request refused before sending" in message and "prompt: is required" in message
     refs = await run_prompt(comfy, {"1": {"class_type": "HappyHorsePack.Reference2Video", "inputs": {
         **t2v_prompt("[Image 1] runs", 304)["1"]["inputs"]}}, "2": t2v_prompt("x", 1)["2"]})
-    assert "reference_images: 0 given" in refs.error_message()
+    assert "images/image1..9: 0 given" in refs.error_message()
     assert len(ledger_rows(comfy)) == before, "nothing was recorded, so nothing was submitted"
 
 

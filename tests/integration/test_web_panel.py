@@ -225,7 +225,7 @@ def test_default_provider_setting_applies_to_new_nodes_only(page):
 def test_panel_shows_spend_per_provider_against_the_budget(page, comfy):
     # A paid DashScope job and a reAPI job of unknown price in ComfyUI's own ledger, a [budget] in the config
     # file ComfyUI reads: the spend block shows today's and this month's sums, spent of limit, unknown apart.
-    from happyhorse.engine.budget import NOT_BILLED
+    from happyhorse.engine.budget import NOT_BILLED, BudgetLimits, spend_summary
     from happyhorse.engine.ledger import Ledger, LedgerStatus
     from happyhorse.engine.request import GenerationRequest
 
@@ -233,6 +233,12 @@ def test_panel_shows_spend_per_provider_against_the_budget(page, comfy):
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text("[budget]\ndaily_usd = 5\nmonthly_usd = 50\n")
     ledger = Ledger(comfy.ledger_path)
+    # Earlier tests in this session may have left billed jobs (e.g. a DashScope job after a failover): the block
+    # must show them plus ours, so the expected sums start from what the ledger held before.
+    earlier = spend_summary(ledger, BudgetLimits())
+    today0, month0 = earlier.today.usd, earlier.month.usd
+    ds0 = earlier.today.by_provider.get("dashscope")
+    ds_usd0, ds_jobs0 = (ds0.usd, ds0.jobs) if ds0 else (0.0, 0)
     req = GenerationRequest(mode="t2v", prompt="a paid horse for the spend block", version="1.1", duration_s=5)
     paid = ledger.create(req, "dashscope", "https://dashscope-intl.aliyuncs.com", estimate_usd=0.70)
     ledger.update(paid, status=LedgerStatus.DONE, cost_usd=0.70)
@@ -246,11 +252,13 @@ def test_panel_shows_spend_per_provider_against_the_budget(page, comfy):
           return t && t.includes('reAPI') && t;
         })()""", timeout=20, what="the spend block with both jobs")
         free = [r for r in ledger_rows(comfy) if r["provider"] == "simulator" and r["status"] not in NOT_BILLED]
-        assert "Today: 0.70 USD of 5.00 USD, 1 job(s) of unknown price not counted" in text, text
-        assert "DashScope: 0.70 USD, 1 job(s)" in text and "reAPI: 0.00 USD, 1 job(s), 1 of unknown price" in text
-        assert f"Simulator (free, local): 0.00 USD, {len(free)} job(s)" in text, text   # the cancelled one: not
+        assert f"Today: {today0 + 0.70:.2f} USD of 5.00 USD, 1 job(s) of unknown price not counted" in text, text
+        assert f"DashScope: {ds_usd0 + 0.70:.2f} USD, {ds_jobs0 + 1} job(s)" in text, text
+        assert "reAPI: 0.00 USD, 1 job(s), 1 of unknown price" in text, text
+        # the simulator's line shows its jobs that count (a cancelled one does not), and no line when there are none
+        assert (f"Simulator (free, local): 0.00 USD, {len(free)} job(s)" in text) == bool(free), text
         month = page.evaluate("document.querySelector('.hh-spend [data-period=\"this month\"]').textContent")
-        assert month.startswith("This month: 0.70 USD of 50.00 USD"), month
+        assert month.startswith(f"This month: {month0 + 0.70:.2f} USD of 50.00 USD"), month
         page.screenshot(SCREENSHOTS / "happyhorse_panel_spend.png")
     finally:
         config.unlink()
