@@ -213,6 +213,8 @@ def verify_video(path: PathLike, sink: FrameSink | None = None) -> VideoInfo:
         if sink is not None:
             sink.begin(info)
         video = container.streams.video[0]
+        if video.time_base is None:     # every real MP4 video track has one; without it no timing can be trusted
+            raise MediaError("the video is corrupt: its video track states no time base")
         streams = [video, *container.streams.audio]
         for stream in streams:
             stream.codec_context.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
