@@ -24,7 +24,7 @@ from .engine.runner import JobRunner, Origin, Progress, RunOptions, check_reques
 from .engine.routing import AUTO
 from .engine.uploads import AUTO as UPLOAD_AUTO
 from .engine.uploads import UPLOAD_CHOICES
-from .providers.registry import ADAPTERS, all_caps, get_adapter, resolve_endpoint, resolve_for_task
+from .providers.registry import ADAPTERS, all_caps, configured, get_adapter, resolve_endpoint, resolve_for_task
 
 
 # The CLI's words for the engine's fields (engine/fields.py), so errors name the options as typed.
@@ -187,7 +187,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
                                 on_event=lambda line: print(f"\nauto: {line}", file=sys.stderr))
     else:
         try:
-            check_request(req, get_adapter(a.provider), all_caps())   # bad input is refused before a key is needed
+            # Refused before a key is needed, by the adapter as configured (a DashScope region's store, prices).
+            check_request(req, configured(a.provider, base_url=a.base_url)[0], all_caps())
         except ValidationError as exc:
             if a.fit is not None:
                 raise
@@ -267,9 +268,11 @@ def cmd_estimate(a: argparse.Namespace) -> int:
         for line in plan.table():
             print("  " + line)
         return 0 if plan.ranked else 2
-    est = check_price(req, get_adapter(a.provider), all_caps())
+    # The configured adapter: a DashScope region prices in its own rates (unknown ones say so).
+    adapter = configured(a.provider, base_url=getattr(a, "base_url", None))[0]
+    est = check_price(req, adapter, all_caps())
     if a.prompt.strip():
-        _warn(reference_warnings(req, get_adapter(a.provider).caps))
+        _warn(reference_warnings(req, adapter.caps))
     if a.json:
         print(json.dumps(est.as_dict(), indent=2))
     else:

@@ -9,7 +9,7 @@ from ..engine.pricing import Estimate, estimate
 from ..engine.request import GenerationRequest, MediaInput
 from ..engine.routing import AUTO as AUTO_PROVIDER
 from ..engine.routing import plan_route
-from ..providers.registry import ADAPTERS
+from ..providers.registry import configured
 from .params import read_choice
 from .specs import ID_PREFIX, node_specs
 
@@ -40,7 +40,7 @@ def price(mode: str, provider: Any, source_seconds: float | None = None) -> Esti
                             source_video_duration_s=source_seconds if mode == "edit" else None)
     if choice.provider == AUTO_PROVIDER:
         return auto_price(req)
-    adapter = ADAPTERS[choice.provider]
+    adapter = configured(choice.provider)[0]        # a DashScope region prices in its own rates
     return estimate(req, adapter.name, adapter.prices)
 
 

@@ -20,7 +20,7 @@ from ..engine.request import MediaInput
 from ..engine.routing import AUTO as AUTO_PROVIDER
 from ..engine.routing import plan_route, run_auto
 from ..engine.runner import JobResult, JobRunner, RunOptions, check_request
-from ..providers.registry import all_caps, get_adapter, resolve_endpoint, resolve_for_task
+from ..providers.registry import all_caps, configured, get_adapter, resolve_endpoint, resolve_for_task
 from . import specs
 from .host import NodeProgress, ledger_path, output_dir, run_interruptibly
 from .params import Built, build_request, slot_order
@@ -98,7 +98,7 @@ async def generate(cls: type[ResultNode], built: Built, settings: RunSettings, f
         provider, req = plan.chosen.provider, plan.chosen.request
     else:
         provider = built.provider
-        adapter = get_adapter(provider)
+        adapter = await asyncio.to_thread(lambda: configured(provider)[0])   # a DashScope region's store, prices
         if fit != "off":
             built = await asyncio.to_thread(fit_inputs, built, adapter.caps, fit)
         try:

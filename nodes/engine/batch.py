@@ -90,7 +90,7 @@ def load_batch(path: str | Path, out_dir: str | Path, settings: Settings | None 
 
 
 def _job_from_line(number: int, raw: str, base: Path, out_dir: Path, settings: Settings) -> BatchJob:
-    from ..providers.registry import ADAPTERS, get_adapter, resolve_endpoint
+    from ..providers.registry import ADAPTERS, configured, get_adapter, resolve_endpoint
 
     try:
         data = json.loads(raw)
@@ -138,7 +138,10 @@ def _job_from_line(number: int, raw: str, base: Path, out_dir: Path, settings: S
         job.plan = plan_route(req, settings).require()
         job.candidate = job.plan.chosen
     else:
-        adapter = get_adapter(provider)
+        try:
+            adapter = configured(provider, settings)[0]       # a DashScope region's prices and store
+        except ConfigError as exc:
+            raise HappyHorseError(str(exc)) from None
         req, est = check_request(req, adapter)
         try:
             endpoint = resolve_endpoint(provider, settings)

@@ -85,5 +85,20 @@ class Settings:
             raise ConfigError(f"Base URL for {provider} ({env}) must start with http:// or https://, got {value!r}")
         return value
 
+    def provider_option(self, provider: str, option: str) -> tuple[str | None, str]:
+        """A provider's own setting: HAPPYHORSE_{PROVIDER}_{OPTION} or `option` under [provider] in the config file.
+        Returns (value or None, where it came from, for error messages)."""
+        env = f"HAPPYHORSE_{provider.upper()}_{option.upper()}"
+        if os.environ.get(env, "").strip():
+            return os.environ[env].strip(), env
+        value = self.file_data.get(provider, {}).get(option)
+        if value is not None and str(value).strip():
+            return str(value).strip(), f"[{provider}] {option} in {self.file_path}"
+        return None, ""
+
+    def has_base_url(self, provider: str) -> bool:
+        return bool(os.environ.get(f"HAPPYHORSE_{provider.upper()}_BASE_URL")
+                    or self.file_data.get("base_urls", {}).get(provider))
+
     def section(self, name: str) -> dict:
         return dict(self.file_data.get(name, {}))

@@ -3,6 +3,9 @@ cancel does to a job the provider already has.
 
 Returns the finished JobStatus (succeeded, with a video URL) or raises the typed error the user sees:
 JobFailed, JobCancelled, JobTimeout, or ProviderError (the host does not know the task).
+Only a documented final status word ends the wait. A word the host's documents do not list (UNRECOGNIZED) is
+waited on like a running job - logged once per word, shown in the progress line, never written to the ledger
+as a state - and the running-time limit is the backstop, after which the job stays collectable.
 """
 from __future__ import annotations
 
@@ -72,6 +75,7 @@ class Follower:
         self.later = later
         self.cancel_job = cancel_job
         self.state: JobState | None = None        # the last state the host reported
+        self._unlisted: set[str] = set()          # undocumented status words already logged
 
     @property
     def name(self) -> str:
@@ -89,9 +93,13 @@ class Follower:
             await self._record(status)
             if status.state.finished:
                 return await self._finished(status)
-            self.watch.update(Phase.QUEUED if status.state == JobState.QUEUED else Phase.RUNNING)
+            if status.state == JobState.UNRECOGNIZED:
+                self.watch.update(Phase.RUNNING, detail=f"{self.name} says '{status.raw_state}', a status its "
+                                                        f"documents do not list; still waiting")
+            else:
+                self.watch.update(Phase.QUEUED if status.state == JobState.QUEUED else Phase.RUNNING)
             now = time.monotonic()
-            if status.state == JobState.RUNNING and running_since is None:
+            if status.state in (JobState.RUNNING, JobState.UNRECOGNIZED) and running_since is None:
                 running_since = now
             if running_since is not None and now - running_since > self.timeout_s:
                 await self.entry.mark(LedgerStatus.TIMED_OUT)
@@ -106,6 +114,13 @@ class Follower:
             await self.watch.sleep(delay, on_cancel=self.cancel)
 
     async def _record(self, status: JobStatus) -> None:
+        if status.state == JobState.UNRECOGNIZED:
+            # Not a state to record: the ledger keeps the last documented one, which stays attachable.
+            if status.raw_state not in self._unlisted:
+                self._unlisted.add(status.raw_state)
+                log.warning("task %s: %s answered status %r, which its documents do not list; treated as still "
+                            "running", self.task_id, self.name, status.raw_state)
+            return
         if status.state != self.state:
             log.info("task %s: %s", self.task_id, status.raw_state or status.state)
             await self.entry.mark(LedgerStatus.of(status.state))

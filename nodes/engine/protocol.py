@@ -24,10 +24,13 @@ class JobState(TextEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     UNKNOWN = "unknown"          # the host does not know the task (expired, other account or region)
+    # A status word the host's documents do not list (a new intermediate state, say). Only documented final
+    # words end a job; this one is waited on like a running job, with the overall time limit as the backstop.
+    UNRECOGNIZED = "unrecognized"
 
     @property
     def finished(self) -> bool:
-        return self not in (JobState.QUEUED, JobState.RUNNING)
+        return self not in (JobState.QUEUED, JobState.RUNNING, JobState.UNRECOGNIZED)
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,17 @@ class JobStatus:
     billed_seconds: float | None = None
     cost_usd: float | None = None
     usage: dict | None = None           # the host's usage record as sent
+    prompt: str | None = None           # the prompt the host says the task was given, where it says so
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", JobState(self.state))
         for name in ("raw_state", "error_code", "error_message"):
             object.__setattr__(self, name, clip(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class ListedTask:
+    """One entry of a host's task list (used to find the job of a submit whose answer was lost)."""
+
+    task_id: str
+    created_at: float | None            # epoch seconds, when the host says

@@ -148,7 +148,7 @@ def plan_route(req: GenerationRequest, settings: Settings | None = None, *, seed
                base_urls: dict[str, str] | None = None) -> RoutePlan:
     """Rank every host for this request. seed_is_optional: a node's seed widget always holds a number, so hosts
     without seeds still qualify there (the seed is dropped for them); a seed the user typed in the CLI is not."""
-    from ..providers.registry import ADAPTERS, all_caps, resolve_endpoint
+    from ..providers.registry import ADAPTERS, all_caps, configured, resolve_endpoint
     from .runner import check_request
 
     settings = settings or Settings.load()
@@ -159,6 +159,11 @@ def plan_route(req: GenerationRequest, settings: Settings | None = None, *, seed
         base = Candidate(name, adapter.caps.display_name, prefer.index(name) if name in prefer else len(prefer))
         if name in NOT_ROUTED:
             excluded.append(_with(base, excluded="a free local stand-in, never chosen by auto (name it to use it)"))
+            continue
+        try:      # as configured: a DashScope region's prices and store
+            adapter = configured(name, settings, (base_urls or {}).get(name))[0]
+        except ConfigError as exc:
+            excluded.append(_with(base, excluded=str(exc)))
             continue
         cand_req = req
         if seed_is_optional and req.seed is not None and not adapter.caps.takes_seed(req.version):

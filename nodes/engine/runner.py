@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import aiohttp
 
-from . import dedupe
+from . import dedupe, reconcile
 from .budget import SpendGuard, spend_lock
 from .capabilities import ProviderCaps
 from .delivery import SavedVideo, check_writable, copy_saved, download_video, target_path
-from .errors import DownloadError, ProviderError, SubmitRefused, VideoGone
+from .errors import DownloadError, ProviderError, SubmitRefused, SubmitUncertain, VideoGone
 from .follow import Follower
 from .http import Transport, redact_url
 from .later import Later
@@ -53,6 +55,8 @@ from .validation import validate_request
 
 if TYPE_CHECKING:
     from .media import FrameSink
+
+log = logging.getLogger("happyhorse.runner")
 
 __all__ = ["JobResult", "JobRunner", "Origin", "Phase", "Progress", "RunOptions", "check_request"]
 
@@ -154,8 +158,12 @@ class JobRunner:
         watch.estimate = est
         key = (self.adapter.name, self.endpoint.base_url, await asyncio.to_thread(req.fingerprint))
 
-        earlier = None if opts.force_new else await dedupe.find_earlier(
-            key, self.ledger, self.adapter.caps.display_name, watch, free=Later.of(self.endpoint).free)
+        try:
+            earlier = None if opts.force_new else await dedupe.find_earlier(
+                key, self.ledger, self.adapter.caps.display_name, watch, free=Later.of(self.endpoint).free)
+        except SubmitUncertain as exc:
+            # An identical submit never got its answer: the host's task list may show what became of it.
+            earlier = await self._find_lost_submit(req, key, watch, exc)
         if isinstance(earlier, dedupe.Reuse):
             return await self._reuse(earlier.record, req, opts, watch)
         if isinstance(earlier, dedupe.Refetch):
@@ -187,7 +195,14 @@ class JobRunner:
                 entry = LedgerEntry(self.ledger, job_id)
                 async with self._transport() as transport:
                     watch.update(Phase.SUBMITTING)
-                    task_id = await submit(self.adapter, transport, req, media, entry)
+                    sent_at = time.time()
+                    try:
+                        task_id = await submit(self.adapter, transport, req, media, entry)
+                    except SubmitUncertain as exc:
+                        if not self.adapter.lists_tasks:
+                            raise
+                        task_id = await self._search_lost(transport, req, sent_at, entry.id, watch, exc)
+                        await entry.mark(LedgerStatus.SUBMITTED, task_id=task_id)
                     claim.resolve(task_id)
                     watch.task_id = task_id
                     return await self._follow(transport, task_id, req, est, opts, watch, entry)
@@ -215,6 +230,36 @@ class JobRunner:
         async with self._transport() as transport:
             # Cancelling a collect only stops waiting: the job may belong to another run or another machine.
             return await self._follow(transport, task_id, req, est, opts, watch, entry, cancel_job=False)
+
+    # --- a submit whose answer was lost ------------------------------------------------------------
+    async def _find_lost_submit(self, req: GenerationRequest, key: dedupe.Key, watch: Watch,
+                                uncertain: SubmitUncertain) -> dedupe.Attach:
+        """The job of an earlier identical submit that got no answer, from the host's task list; raises
+        SubmitUncertain (saying what the list showed) when it cannot be told."""
+        provider, base_url, fingerprint = key
+        prior = None if self.ledger is None else await asyncio.to_thread(
+            self.ledger.find_fingerprint, fingerprint, provider, base_url)
+        if prior is None or not self.adapter.lists_tasks:
+            raise uncertain
+        async with self._transport() as transport:
+            task_id = await self._search_lost(transport, req, prior.created_at, prior.id, watch, uncertain)
+        await LedgerEntry(self.ledger, prior.id).mark(LedgerStatus.SUBMITTED, task_id=task_id)
+        return dedupe.Attach(task_id, prior.id)
+
+    async def _search_lost(self, transport: Transport, req: GenerationRequest, sent_at: float,
+                           record: str | None, watch: Watch, uncertain: SubmitUncertain) -> str:
+        watch.update(Phase.ATTACHING, detail=f"the submit's answer was lost; looking for the job in "
+                                             f"{self.adapter.caps.display_name}'s task list")
+        try:
+            found = await reconcile.search(self.adapter, transport, req, sent_at, self.ledger, record)
+        except ProviderError as exc:
+            raise SubmitUncertain(f"{uncertain} Its task list could not be read either ({exc}); the next run "
+                                  f"of the same request looks again.") from None
+        if found.found is None:
+            raise found.refusal(uncertain, self.adapter.caps.display_name)
+        log.info("%s: the lost submit's job is task %s (from the task list)", self.adapter.name, found.found)
+        watch.note = "the submit's answer was lost; found its job in the host's task list, nothing sent again"
+        return found.found
 
     # --- the ways to a result other than a new job -----------------------------------------------
     async def _reuse(self, prior, req: GenerationRequest, opts: RunOptions, watch: Watch) -> JobResult:

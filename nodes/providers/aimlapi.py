@@ -30,7 +30,7 @@ from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, check_task_id, require
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, check_task_id
 
 MODEL = "alibaba/happyhorse-1-0"
 GENERATIONS_PATH = "/v2/video/generations"
@@ -125,13 +125,13 @@ class AimlApiAdapter(ProviderAdapter):
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)
         raw = str(body.get("status", ""))
-        require(raw in STATES, self, reply, f"status {raw!r}")
+        state = self.job_state(reply, raw, STATES, "status")
         video = body.get("video") if isinstance(body.get("video"), dict) else {}
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
         meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
         usage = meta.get("usage") if isinstance(meta.get("usage"), dict) else None
         credits = _number(usage.get("credits_used")) if usage else None
-        return JobStatus(state=STATES[raw], raw_state=raw, video_url=video.get("url") or None,
+        return JobStatus(state=state, raw_state=raw, video_url=video.get("url") or None,
                          error_code=str(error.get("name") or ""), error_message=str(error.get("message") or ""),
                          cost_usd=round(credits * USD_PER_CREDIT, 6) if credits is not None else None, usage=usage)
 

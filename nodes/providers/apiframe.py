@@ -36,7 +36,7 @@ from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.promptcheck import IMAGE_STYLE
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, task_id_path
 
 MODELS = {"1.0": "happyhorse-1.0", "1.1": "happyhorse-1.1"}
 PARAMS_BLOCK = {"1.0": "happyhorse10Params", "1.1": "happyhorse11Params"}
@@ -110,10 +110,10 @@ class ApiframeAdapter(ProviderAdapter):
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)
         raw = str(body.get("status", ""))
-        require(raw in STATES, self, reply, f"status {raw!r}")
+        state = self.job_state(reply, raw, STATES, "status")
         usage = {"creditCost": body["creditCost"]} if body.get("creditCost") is not None else None
         result = body.get("result") if isinstance(body.get("result"), dict) else {}
-        return JobStatus(state=STATES[raw], raw_state=raw, video_url=result.get("videoUrl"),
+        return JobStatus(state=state, raw_state=raw, video_url=result.get("videoUrl"),
                          error_message=str(body.get("error") or "") if raw == "FAILED" else "",
                          usage=usage)
 

@@ -33,7 +33,7 @@ from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, check_task_id, require
+from .base import JobState, JobStatus, MediaRef, ProviderAdapter, body_dict, check_task_id, require
 
 MODES = {"t2v": "text-to-video", "i2v": "image-to-video", "r2v": "reference-to-video", "edit": "video-edit"}
 # [U] guess: input image URLs (first frame, or references) go in `image_urls`, as on APIXO's image models.
@@ -110,13 +110,15 @@ class ApixoAdapter(ProviderAdapter):
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         data = self._envelope(reply)
         raw = str(data.get("state", ""))
-        require(raw in STATES, self, reply, f"state {raw!r}")
+        state = self.job_state(reply, raw, STATES, "data.state")
+        if state == JobState.UNRECOGNIZED:
+            return JobStatus(state=state, raw_state=raw)
         usage = {k: data[k] for k in ("costTime", "createTime", "completeTime") if k in data} or None
         if raw == "failed":
             return JobStatus(state="failed", raw_state=raw, error_code=str(data.get("failCode") or ""),
                              error_message=str(data.get("failMsg") or ""), usage=usage)
         if raw != "success":
-            return JobStatus(state=STATES[raw], raw_state=raw)
+            return JobStatus(state=state, raw_state=raw)
         try:
             result = json.loads(data.get("resultJson") or "")
         except (TypeError, json.JSONDecodeError):

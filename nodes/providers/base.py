@@ -14,13 +14,13 @@ from ..engine.config import Secret
 from ..engine.errors import ProviderError, SubmitUncertain, ValidationError, Violation
 from ..engine.http import HttpCall, HttpReply, retry_after_seconds
 from ..engine.pricing import PriceTable
-from ..engine.protocol import JobState, JobStatus, MediaRef
+from ..engine.protocol import JobState, JobStatus, ListedTask, MediaRef
 from ..engine.redact import clip
 from ..engine.request import GenerationRequest
 from ..engine.uploads.store import StoreForm
 
-__all__ = ["JobState", "JobStatus", "MediaRef", "ProviderAdapter", "body_dict", "check_task_id", "require",
-           "SUBMIT_OK", "task_id_path"]
+__all__ = ["JobState", "JobStatus", "ListedTask", "MediaRef", "ProviderAdapter", "body_dict", "check_task_id",
+           "require", "SUBMIT_OK", "task_id_path"]
 
 # Any 2xx answer to the paid submit means the host took it: one that carries a task id is a job to record and
 # follow, whatever the code (hosts document 200 or 202 and may send another); one without an id is uncertain.
@@ -38,6 +38,7 @@ class ProviderAdapter:
     submit_ok: tuple[int, ...] = SUBMIT_OK
     poll_min_s: float = 2.0             # do not poll faster than this
     poll_max_s: float = 10.0
+    lists_tasks: bool = False           # the host documents a list of the account's tasks (list_tasks_call)
 
     # --- auth -------------------------------------------------------------------------------------
     def auth_headers(self, key: Secret) -> dict[str, str]:
@@ -80,6 +81,17 @@ class ProviderAdapter:
 
     def map_upload_error(self, reply: HttpReply) -> ProviderError:
         """The store host's refusal (its own error format, not the API's)."""
+        raise NotImplementedError
+
+    # --- the host's list of the account's tasks (only where its docs offer one) ------------------------
+    # engine/reconcile.py uses it to find the job of a submit whose answer was lost, instead of guessing.
+    def list_tasks_call(self, req: GenerationRequest, since: float, until: float, page: int) -> HttpCall | None:
+        """The call listing this account's tasks for req's model created between since and until (epoch
+        seconds), page 1, 2, ...; None when the host documents no task list."""
+        return None
+
+    def parse_task_list(self, reply: HttpReply) -> tuple[list[ListedTask], bool]:
+        """(the tasks on this page, whether more pages follow)."""
         raise NotImplementedError
 
     def reply_status(self, reply: HttpReply) -> int:
@@ -126,6 +138,13 @@ class ProviderAdapter:
             f"{self.caps.display_name} answered the submit with HTTP {reply.status} but without a task id "
             f"({where}), so the job may have been accepted and billed. It was NOT sent again, to avoid paying "
             f"twice. Check `happyhorse jobs list` and the provider's dashboard before retrying.")
+
+
+    def job_state(self, reply: HttpReply, raw: str, states: dict[str, str], what: str) -> JobState:
+        """The engine's state for the host's status word. A word outside the documented table is UNRECOGNIZED
+        (waited on, never an end); a reply without any status word is a changed API."""
+        require(bool(raw), self, reply, f"no {what}")
+        return JobState(states[raw]) if raw in states else JobState.UNRECOGNIZED
 
 
 def body_dict(reply: HttpReply) -> dict[str, Any]:

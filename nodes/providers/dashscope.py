@@ -10,10 +10,20 @@ Submit POST /api/v1/services/aigc/video-generation/video-synthesis (X-DashScope-
 poll GET /api/v1/tasks/{id}, cancel POST /api/v1/tasks/{id}/cancel (only while PENDING).
 Temporary upload store: GET /api/v1/uploads?action=getPolicy&model=..., then a signed form POST (no key) to the
 policy's OSS host; the submit then names the file oss://{key} with X-DashScope-OssResourceResolve: enable.
+Regions (Singapore, Beijing, Virginia, Frankfurt, workspace domains) are in dashscope_regions.py: one adapter per
+region, with that region's prices, store and the region-locked-key message.
+Task list: GET /api/v1/tasks?start_time=&end_time=&model_name=&page_no=&page_size= lists the account's tasks
+[E: Model Studio "Asynchronous task management API" (batch query); the query names as dashscope-sdk-python's
+Tasks.list sends them, times as YYYYMMDDhhmmss]. Undocumented here ([U], one constant each): the time zone of
+start_time / end_time (LIST_TZ_HOURS; the window is widened by LIST_SLACK_S both ways so either reading finds
+the task, and the exact match is made on each entry's gmt_create, epoch milliseconds) and the page size cap
+(LIST_PAGE_SIZE). A succeeded task's detail carries `orig_prompt`, which confirms a match.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from dataclasses import dataclass
 
 from ..engine.capabilities import RATIOS_10, RATIOS_11, ProviderCaps, VersionCaps
@@ -23,18 +33,18 @@ from ..engine.pricing import PriceTable
 from ..engine.promptcheck import CHARACTER_STYLE
 from ..engine.request import GenerationRequest
 from ..engine.uploads import StoreForm
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
-
-REGIONS = {
-    "singapore": "https://dashscope-intl.aliyuncs.com",
-    "beijing": "https://dashscope.aliyuncs.com",
-    "virginia": "https://dashscope-us.aliyuncs.com",
-}
+from .base import JobStatus, ListedTask, MediaRef, ProviderAdapter, body_dict, require, task_id_path
+from .dashscope_regions import DEFAULT_REGION, REGION_ENV, Region, unknown_prices
 
 MODEL_SUFFIX = {"t2v": "t2v", "i2v": "i2v", "r2v": "r2v", "edit": "video-edit"}
 
 STATES = {"PENDING": "queued", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
           "CANCELED": "canceled", "UNKNOWN": "unknown"}
+
+# [U] guess: the task list reads start_time / end_time as Beijing time (UTC+8); LIST_SLACK_S covers UTC too.
+LIST_TZ_HOURS = 8
+LIST_SLACK_S = 9 * 3600
+LIST_PAGE_SIZE = 100
 
 # Files in the temporary store live 48 h, and only for the model named in getPolicy.
 STORE_LIFETIME_S = 48 * 3600
@@ -70,23 +80,42 @@ CAPS = ProviderCaps(
     supports_cancel=True,
     max_concurrent_jobs=4,
     reference_token_style=CHARACTER_STYLE,  # its r2v examples write character1, character2, ... [E]
-    notes="origin API; keys are region-locked (Singapore default; set HAPPYHORSE_DASHSCOPE_BASE_URL)",
+    notes="origin API; keys are region-locked (Singapore default; set HAPPYHORSE_DASHSCOPE_REGION)",
 )
-
-PRICES = PriceTable(
-    usd_per_second={("1.0", "720p"): 0.14, ("1.0", "1080p"): 0.24,
-                    ("1.1", "720p"): 0.14, ("1.1", "1080p"): 0.18},
-    edit_billing="input_plus_output",
-    source="DashScope Singapore list price",
-)
+# Regions without the temporary store, and endpoints that are not Alibaba's (a proxy: no store assumed).
+NO_STORE_CAPS = dataclasses.replace(CAPS, has_temp_store=False)
+OTHER_HOST_PRICES = unknown_prices("behind a custom endpoint (region unknown)")
 
 
 class DashScopeAdapter(ProviderAdapter):
+    """One per region: region None is an endpoint that is not one of Alibaba's (a proxy)."""
+
     name = "dashscope"
-    caps = CAPS
-    prices = PRICES
-    default_base_url = REGIONS["singapore"]
     poll_min_s = 1.0
+    lists_tasks = True
+
+    def __init__(self, region: Region | None = DEFAULT_REGION):
+        self.region = region
+
+    # Properties, so a subclass (the simulator, a test's variant) can still set its own as class attributes.
+    @property
+    def caps(self) -> ProviderCaps:
+        return CAPS if self.region is not None and self.region.temp_store else NO_STORE_CAPS
+
+    @property
+    def prices(self) -> PriceTable:
+        return self.region.prices if self.region is not None else OTHER_HOST_PRICES
+
+    @property
+    def default_base_url(self) -> str:
+        return (self.region or DEFAULT_REGION).legacy_url or DEFAULT_REGION.legacy_url
+
+    def auth_message(self) -> str:
+        where = f"the {self.region.title} endpoint" if self.region is not None else "this endpoint"
+        return (f"the API key was rejected by {where}; check {self.caps.key_env}. DashScope keys are "
+                f"region-locked: a key made in another region (Singapore, Beijing, Virginia, Frankfurt) fails "
+                f"here, so set {REGION_ENV} (or region = \"...\" under [dashscope] in the config file) to the "
+                f"key's region")
 
     def model_id(self, req: GenerationRequest) -> str:
         return f"happyhorse-{req.version}-{MODEL_SUFFIX[req.mode]}"
@@ -120,11 +149,33 @@ class DashScopeAdapter(ProviderAdapter):
     def cancel_call(self, task_id: str) -> HttpCall | None:
         return HttpCall("POST", f"/api/v1/tasks/{task_id_path(task_id)}/cancel")
 
+    def list_tasks_call(self, req: GenerationRequest, since: float, until: float, page: int) -> HttpCall | None:
+        def stamp(t: float) -> str:
+            return time.strftime("%Y%m%d%H%M%S", time.gmtime(t + LIST_TZ_HOURS * 3600))
+
+        return HttpCall("GET", "/api/v1/tasks", params={
+            "start_time": stamp(since - LIST_SLACK_S), "end_time": stamp(until + LIST_SLACK_S),
+            "model_name": self.model_id(req), "page_no": str(page), "page_size": str(LIST_PAGE_SIZE)})
+
+    def parse_task_list(self, reply: HttpReply) -> tuple[list[ListedTask], bool]:
+        body = body_dict(reply)
+        data = body.get("data")
+        require(isinstance(data, list), self, reply, "task list without data")
+        tasks = []
+        for item in data:
+            if isinstance(item, dict) and item.get("task_id"):
+                created = item.get("gmt_create")
+                tasks.append(ListedTask(str(item["task_id"]),
+                                        float(created) / 1000 if isinstance(created, (int, float)) else None))
+        page, pages = body.get("page_no"), body.get("total_page")
+        more = isinstance(page, int) and isinstance(pages, int) and page < pages
+        return tasks, more
+
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)
         out = body.get("output") or {}
         raw = str(out.get("task_status", ""))
-        require(raw in STATES, self, reply, f"task_status {raw!r}")
+        state = self.job_state(reply, raw, STATES, "output.task_status")
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
         billed = None
         if usage:
@@ -134,9 +185,10 @@ class DashScopeAdapter(ProviderAdapter):
                 billed = float(sum(float(p) for p in parts if p is not None))
             elif usage.get("duration") is not None:
                 billed = float(usage["duration"])
-        return JobStatus(state=STATES[raw], raw_state=raw, video_url=out.get("video_url"),
+        return JobStatus(state=state, raw_state=raw, video_url=out.get("video_url"),
                          error_code=str(out.get("code") or ""), error_message=str(out.get("message") or ""),
-                         billed_seconds=billed, usage=usage)
+                         billed_seconds=billed, usage=usage,
+                         prompt=out.get("orig_prompt") if isinstance(out.get("orig_prompt"), str) else None)
 
     # --- temporary upload store -------------------------------------------------------------------
     def upload_policy_call(self, req: GenerationRequest) -> HttpCall:
@@ -183,8 +235,10 @@ class DashScopeAdapter(ProviderAdapter):
             return self._error(reply, "the account has no balance (Arrearage); top it up in the Model Studio "
                                       "console", kind="credits", code=code)
         if reply.status == 403:
+            where = f"the {self.region.title} region" if self.region is not None else "this region"
             return self._error(reply, f"access denied ({message}); this key may not be allowed to use "
-                                      f"HappyHorse in this region", kind="auth", code=code)
+                                      f"HappyHorse in {where} (keys, models and endpoints are region-locked)",
+                               kind="auth", code=code)
         if code == "DataInspectionFailed":
             return self._error(reply, f"the content was refused by moderation: {message}", kind="bad_request",
                                code=code)

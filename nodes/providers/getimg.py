@@ -29,7 +29,7 @@ from ..engine.errors import ProviderError
 from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
+from .base import JobState, JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
 
 # [U] guess: `happyhorse-1` is taken to be HappyHorse 1.0 (1.0's price and ratios; see the docstring).
 MODEL_IDS = {"1.0": "happyhorse-1"}
@@ -92,7 +92,9 @@ class GetimgAdapter(ProviderAdapter):
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)
         raw = str(body.get("status", ""))
-        require(raw in STATES, self, reply, f"status {raw!r}")
+        state = self.job_state(reply, raw, STATES, "status")
+        if state == JobState.UNRECOGNIZED:
+            return JobStatus(state=state, raw_state=raw)
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
         if raw == "failed":
             err = body.get("error") if isinstance(body.get("error"), dict) else {}

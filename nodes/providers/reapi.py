@@ -36,7 +36,7 @@ from ..engine.http import HttpCall, HttpReply
 from ..engine.pricing import PriceTable
 from ..engine.promptcheck import IMAGE_STYLE
 from ..engine.request import GenerationRequest
-from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, require, task_id_path
+from .base import JobStatus, MediaRef, ProviderAdapter, body_dict, task_id_path
 
 # 1.0's id is spelled with a dot on reAPI's model page and docs menu (providers.md has `happyhorse-1-0`).
 MODELS = {"1.0": "happyhorse-1.0", "1.1": "happyhorse-1-1"}
@@ -134,11 +134,11 @@ class ReApiAdapter(ProviderAdapter):
     def parse_poll(self, reply: HttpReply) -> JobStatus:
         body = body_dict(reply)
         raw = str(body.get("status", ""))
-        require(raw in STATES, self, reply, f"status {raw!r}")
+        state = self.job_state(reply, raw, STATES, "status")
         output = body.get("output") if isinstance(body.get("output"), dict) else {}
         urls = output.get("video_urls") if isinstance(output.get("video_urls"), list) else []
         code, message = _error_fields(body.get("error"))
-        return JobStatus(state=STATES[raw], raw_state=raw, video_url=urls[0] if urls else None,
+        return JobStatus(state=state, raw_state=raw, video_url=urls[0] if urls else None,
                          error_code=code, error_message=message)
 
     def map_error(self, reply: HttpReply) -> ProviderError:

@@ -6,13 +6,14 @@ from urllib.parse import urlsplit
 
 from ..engine.capabilities import ProviderCaps
 from ..engine.config import Secret, Settings
-from ..engine.errors import ValidationError, Violation
+from ..engine.errors import ConfigError, ValidationError, Violation
 from ..engine.ledger import Ledger
 from .aimlapi import AimlApiAdapter
 from .apiframe import ApiframeAdapter
 from .apixo import ApixoAdapter
 from .base import ProviderAdapter
 from .dashscope import DashScopeAdapter
+from .dashscope_regions import REGIONS, Region, check_workspace_id, region_named, region_of_url
 from .getimg import GetimgAdapter
 from .reapi import ReApiAdapter
 from .simulator import SimulatorAdapter
@@ -59,6 +60,42 @@ def check_base_url(url: str) -> None:
                                                      f"printed by `happyhorse simulate`)")])
 
 
+# One DashScope adapter per region (its prices, store and messages), made once; None: not an Alibaba endpoint.
+_DASHSCOPE: dict[str | None, DashScopeAdapter] = {None: DashScopeAdapter(None),
+                                                 **{n: DashScopeAdapter(r) for n, r in REGIONS.items()}}
+
+
+def configured(name: str, settings: Settings | None = None, base_url: str | None = None
+               ) -> tuple[ProviderAdapter, str | None]:
+    """The adapter as the user's settings configure it, and the base URL they give (None: the adapter's default).
+
+    For DashScope that is the region's adapter: the region set as `region` (HAPPYHORSE_DASHSCOPE_REGION or
+    [dashscope] region), else the one the configured base URL belongs to, else Singapore; its URL is the
+    workspace domain when a workspace id is set, else the region's classic domain. An explicit base URL wins
+    (it must then agree with an explicit region).
+    """
+    adapter = get_adapter(name)
+    if adapter.name != "dashscope":
+        return adapter, base_url
+    settings = settings or Settings.load()
+    url = base_url.rstrip("/") if base_url else (settings.base_url(name, "") if settings.has_base_url(name) else None)
+    region_name, where = settings.provider_option(name, "region")
+    region: Region | None = region_named(region_name, where) if region_name else None
+    if url is not None:
+        from ..engine.http import is_loopback
+
+        of_url = region_of_url(url)
+        if region is not None and of_url is not None and of_url is not region:
+            raise ConfigError(f"The DashScope base URL {url} is in {of_url.title}, but the region is set to "
+                              f"{region.title} ({where}); keys are region-locked, so make them agree")
+        if region is None:
+            region = of_url if of_url is not None or not is_loopback(url) else REGIONS["singapore"]
+        return _DASHSCOPE[region.name if region is not None else None], url
+    region = region or REGIONS["singapore"]
+    workspace, ws_where = settings.provider_option(name, "workspace_id")
+    return _DASHSCOPE[region.name], region.base_url(check_workspace_id(workspace, ws_where) if workspace else None)
+
+
 def resolve_endpoint(name: str, settings: Settings | None = None, base_url: str | None = None) -> Endpoint:
     """Where to send requests and with which key. Raises ConfigError naming the variable when a key is missing."""
     adapter = get_adapter(name)
@@ -70,7 +107,8 @@ def resolve_endpoint(name: str, settings: Settings | None = None, base_url: str 
 
         url = base_url or shared_simulator().base_url("dashscope")
         return Endpoint(adapter, url.rstrip("/"), Secret("sim-local-key"), in_process=base_url is None)
-    url = base_url.rstrip("/") if base_url else settings.base_url(adapter.name, adapter.default_base_url)
+    adapter, url = configured(name, settings, base_url)
+    url = url or settings.base_url(adapter.name, adapter.default_base_url)
     return Endpoint(adapter, url, settings.api_key(adapter.name, adapter.caps.key_env))
 
 
@@ -79,8 +117,6 @@ def setup_status(settings: Settings | None = None) -> dict:
     where it came from), whether an upload bucket is configured, the DashScope region. Reads nothing else."""
     from ..engine.errors import ConfigError
     from ..engine.uploads.s3 import ENV as S3_ENV, S3Settings
-    from .dashscope import REGIONS
-
     settings = settings or Settings.load()
     providers = []
     for name, adapter in ADAPTERS.items():
@@ -97,10 +133,10 @@ def setup_status(settings: Settings | None = None) -> dict:
     except ConfigError:
         bucket, bucket_problem = False, f"the upload bucket settings ({S3_ENV['bucket']}) are not valid"
     try:
-        url = settings.base_url("dashscope", DashScopeAdapter.default_base_url)
-        region = next((r for r, u in REGIONS.items() if u == url), "custom endpoint")
+        dashscope, _ = configured("dashscope", settings)
+        region = dashscope.region.name if dashscope.region is not None else "custom endpoint"
     except ConfigError:
-        region = "invalid base URL"
+        region = "invalid DashScope settings (region, workspace id or base URL)"
     hints = []
     if not any(p["has_key"] for p in providers if p["needs_key"]):
         hints.append("No provider key yet: the simulator runs free; for a real host set its key variable "

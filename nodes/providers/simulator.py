@@ -5,6 +5,7 @@ import dataclasses
 
 from ..engine.pricing import PriceTable
 from ..engine.request import GenerationRequest
+from .base import ProviderAdapter
 from .dashscope import CAPS, DashScopeAdapter
 
 SIM_CAPS = dataclasses.replace(CAPS, name="simulator", display_name="Simulator (free, local)", key_env="",
@@ -21,6 +22,12 @@ class SimulatorAdapter(DashScopeAdapter):
     default_base_url = ""          # started on demand; see registry.resolve_endpoint
     poll_min_s = 0.2
     poll_max_s = 1.0
+
+    def __init__(self) -> None:
+        self.region = None          # not a DashScope region: its own caps and (free) prices above
+
+    def auth_message(self) -> str:
+        return ProviderAdapter.auth_message(self)
 
     def expected_seconds(self, req: GenerationRequest) -> float:
         from ..simulator.server import shared_simulator

@@ -238,8 +238,11 @@ def test_reply_parsing():
                          ).state == "running"
     failed = ad.parse_poll(HttpReply(200, {}, {"id": "task_1", "status": "failed", "error": "upstream timeout"}))
     assert (failed.state, failed.error_message) == ("failed", "upstream timeout")
+    # A word reAPI's docs do not list is waited on, not an end (engine/follow.py); no status at all is a changed API.
+    odd = ad.parse_poll(HttpReply(200, {}, {"id": "task_1", "status": "exploded"}))
+    assert (odd.state, odd.raw_state) == ("unrecognized", "exploded") and not odd.state.finished
     with pytest.raises(ProviderError) as err:
-        ad.parse_poll(HttpReply(200, {}, {"id": "task_1", "status": "exploded"}))
+        ad.parse_poll(HttpReply(200, {}, {"id": "task_1", "output": None}))
     assert err.value.kind == "protocol"
     bad = ad.map_error(HttpReply(400, {}, {"error": {"code": 20002, "message": "both image fields set"}}))
     assert bad.kind == "bad_request" and "both image fields set (code 20002)" in str(bad)

@@ -39,6 +39,13 @@ def test_auto_prefers_data_uri_then_provider_store(monkeypatch):
     assert plan_uploads(i2v(image()), DS)[0] == ["provider-store"]
 
 
+def test_a_configured_bucket_wins_over_the_provider_store(bucket_env, monkeypatch):
+    # DashScope's temporary store is "for development and testing only": the user's own bucket comes first.
+    monkeypatch.setattr(choice, "INLINE_MAX_BYTES", 100)
+    plan, bucket = plan_uploads(i2v(image()), DS)
+    assert plan == ["s3"] and bucket.bucket == "my-bucket"
+
+
 def test_auto_uses_bucket_for_url_only_hosts(bucket_env):
     plan, bucket = plan_uploads(i2v(image()), REAPI)
     assert plan == ["s3"] and bucket.bucket == "my-bucket"

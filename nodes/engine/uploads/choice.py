@@ -3,9 +3,10 @@
 upload="auto" picks, for each input given as bytes (URLs are passed on unchanged):
   1. a data URI, when the provider accepts them and the file is at most INLINE_MAX_BYTES: nothing is stored
      anywhere and there is no extra round trip;
-  2. the provider's own temporary store, when it has one (DashScope's oss://): free, nothing to configure, and
-     readable only by the same account, unlike a presigned link;
-  3. the user's S3-compatible bucket, when one is configured;
+  2. the user's S3-compatible bucket, when one is configured: the user's own choice wins over a host's store;
+  3. the provider's own temporary store, when it has one (DashScope's oss://, in Singapore and Beijing only):
+     free and nothing to configure, but Alibaba calls it "for development and testing only, not production or
+     high concurrency";
   4. a data URI even for a larger file, when the provider accepts them and nothing above applies;
   5. otherwise a ConfigError naming exactly what to configure, raised before anything is sent.
 upload="data-uri" | "provider-store" | "s3" forces that way for every file, or fails saying why it cannot.
@@ -41,10 +42,10 @@ def choose_backend(role: str, m: MediaInput, caps: ProviderCaps, upload: str,
     if upload == AUTO:
         if caps.accepts_data_uri and len(m.data) <= INLINE_MAX_BYTES:
             return DATA_URI
-        if caps.has_temp_store:
-            return PROVIDER_STORE
         if bucket() is not None:
             return S3
+        if caps.has_temp_store:
+            return PROVIDER_STORE
         if caps.accepts_data_uri:
             return DATA_URI
         raise ConfigError(f"{name} only takes public URLs, and no upload bucket is configured to put the {{role}} "

@@ -1,5 +1,10 @@
 """Simulated DashScope: /dashscope/api/v1/... exactly as providers.md section 1 describes.
 
+The account's task list, GET /api/v1/tasks?start_time=&end_time=&model_name=&status=&page_no=&page_size=
+(times YYYYMMDDhhmmss, read here as Beijing time, UTC+8): {"request_id", "data": [{"task_id", "status",
+"model_name", "gmt_create" (epoch ms), "region", ...}], "total", "total_page", "page_no", "page_size"}, newest
+first, page_size at most 100.
+
 Video edit as its own API page says: an optional `parameters.ratio` (unset keeps the source's shape), a source
 video shaped 1:2.5..2.5:1, reference images with a short side >= 300 px and <= 10 MB.
 
@@ -48,6 +53,8 @@ def stage_of(method: str, path: str) -> str | None:
         return "submit"
     if method == "GET" and "/api/v1/tasks/" in path:
         return "poll"
+    if method == "GET" and path.endswith("/api/v1/tasks"):
+        return "list"
     if method == "POST" and path.endswith("/cancel"):
         return "cancel"
     if (method == "GET" and path.endswith("/api/v1/uploads")) or (method == "POST" and path == OSS_PATH):
@@ -134,6 +141,38 @@ def routes(sim: SimCore) -> web.RouteTableDef:
         elif view.state == "failed":
             out.update({"code": "InternalError.Algo", "message": view.error})
         return web.json_response(body)
+
+    @r.get(PREFIX + "/api/v1/tasks")
+    async def list_tasks(request: web.Request) -> web.Response:
+        sim.record_request(name, "GET", request.path_qs, dict(request.headers), None)
+        if (resp := auth(request)) is not None:
+            return resp
+        q = request.query
+        try:
+            since = _beijing_epoch(q["start_time"]) if "start_time" in q else time.time() - 24 * 3600
+            until = _beijing_epoch(q["end_time"]) if "end_time" in q else time.time()
+            page, size = int(q.get("page_no", 1)), int(q.get("page_size", 10))
+        except ValueError:
+            return _error(400, "InvalidParameter", "start_time / end_time must be YYYYMMDDhhmmss; page_no / "
+                                                   "page_size integers")
+        if not 1 <= size <= 100 or page < 1:
+            return _error(400, "InvalidParameter", "page_size must be 1-100 and page_no at least 1")
+        rows = []
+        for job in sorted(sim.jobs.values(), key=lambda j: j.created_wall, reverse=True):
+            if job.spec.provider != name or not since <= job.created_wall <= until:
+                continue
+            if q.get("model_name") and job.spec.model != q["model_name"]:
+                continue
+            view = sim.view(job.id)
+            status = STATUS[view.state]
+            if q.get("status") and status != q["status"]:
+                continue
+            rows.append({"task_id": job.id, "status": status, "model_name": job.spec.model,
+                         "gmt_create": int(job.created_wall * 1000), "region": "ap-southeast-1",
+                         "request_id": str(uuid.uuid4())})
+        pages = max(1, -(-len(rows) // size))
+        return web.json_response({"request_id": str(uuid.uuid4()), "data": rows[(page - 1) * size: page * size],
+                                  "total": len(rows), "total_page": pages, "page_no": page, "page_size": size})
 
     @r.post(PREFIX + "/api/v1/tasks/{task_id}/cancel")
     async def cancel(request: web.Request) -> web.Response:
@@ -230,6 +269,12 @@ def routes(sim: SimCore) -> web.RouteTableDef:
         return web.Response(status=200)
 
     return r
+
+
+def _beijing_epoch(stamp: str) -> float:
+    """YYYYMMDDhhmmss in Beijing time (UTC+8) -> epoch seconds."""
+    t = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    return t.timestamp() - 8 * 3600
 
 
 def _foreign_upload(body, issued: dict[str, str]) -> str | None:
