@@ -14,7 +14,7 @@ from ..engine.request import GenerationRequest, MediaInput
 from ..engine.routing import AUTO as AUTO_PROVIDER
 from ..engine.uploads import AUTO
 from ..providers.registry import ADAPTERS
-from .specs import providers_for, versions_for
+from .specs import KEEP_SOURCE, providers_for, versions_for
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def read_choice(value: Any, mode: str) -> Choice:
                               f"{', '.join(versions) or 'none'} (re-select the version in the node).")
     duration = version.get("duration")
     return Choice(provider=name, version=version["version"], resolution=str(version.get("resolution", "720p")),
-                  aspect_ratio=version.get("aspect_ratio"),
+                  aspect_ratio=None if version.get("aspect_ratio") == KEEP_SOURCE else version.get("aspect_ratio"),
                   duration_s=int(duration) if duration is not None else None, upload=str(value.get("upload", AUTO)))
 
 

@@ -124,6 +124,10 @@ def _version_key(version: str) -> tuple[int, ...]:
 # --------------------------------------------------------------------------------------- field builders
 
 
+# The edit ratio's default: nothing is sent and the output keeps the source video's shape.
+KEEP_SOURCE = "keep source"
+
+
 def version_fields(provider: str, version: str, mode: str) -> tuple[Field, ...]:
     vc = _auto_version_caps(version, mode) if provider == AUTO_PROVIDER else ADAPTERS[provider].caps.versions[version]
     fields = [Field("COMBO", "resolution", "Output resolution.", options=tuple(vc.resolutions),
@@ -131,6 +135,10 @@ def version_fields(provider: str, version: str, mode: str) -> tuple[Field, ...]:
     if mode in ("t2v", "r2v"):
         fields.append(Field("COMBO", "aspect_ratio", "Frame shape of the video.", options=tuple(vc.aspect_ratios),
                             default="16:9" if "16:9" in vc.aspect_ratios else vc.aspect_ratios[0]))
+    elif mode == "edit" and vc.edit_ratio:
+        fields.append(Field("COMBO", "aspect_ratio", "Frame shape of the edited video; 'keep source' sends nothing "
+                                                     "and keeps the source video's shape.",
+                            options=(KEEP_SOURCE, *vc.aspect_ratios), default=KEEP_SOURCE))
     if mode != "edit":
         fields.append(Field("INT", "duration", "Length of the video in seconds (billed per second).",
                             default=min(max(5, vc.min_duration_s), vc.max_duration_s),

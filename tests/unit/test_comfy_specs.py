@@ -95,7 +95,13 @@ def test_provider_choices_follow_the_capability_tables():
                 assert mode in vc.modes
                 assert field(fields, "resolution").options == vc.resolutions
                 ratio = [f for f in fields if f.id == "aspect_ratio"]
-                assert (ratio[0].options == vc.aspect_ratios) if mode in ("t2v", "r2v") else not ratio
+                if mode in ("t2v", "r2v"):
+                    assert ratio[0].options == vc.aspect_ratios
+                elif mode == "edit" and vc.edit_ratio:      # optional; the default sends nothing
+                    assert ratio[0].options == (specs.KEEP_SOURCE, *vc.aspect_ratios)
+                    assert ratio[0].default == specs.KEEP_SOURCE
+                else:
+                    assert not ratio
                 duration = [f for f in fields if f.id == "duration"]
                 if mode == "edit":
                     assert not duration
@@ -139,6 +145,13 @@ def test_inputs_become_the_canonical_request():
     edit = build_request("edit", {"provider": "simulator", "version": {"version": "1.0", "resolution": "720p"}},
                          prompt="x", audio_setting="origin").request
     assert (edit.duration_s, edit.aspect_ratio, edit.audio_setting) == (None, None, "origin")
+    kept = build_request("edit", {"provider": "dashscope", "version": {"version": "1.0", "resolution": "720p",
+                                                                       "aspect_ratio": "keep source"}},
+                         prompt="x").request
+    assert kept.aspect_ratio is None and kept.effective_aspect_ratio is None       # nothing sent
+    square = build_request("edit", {"provider": "dashscope", "version": {"version": "1.0", "resolution": "720p",
+                                                                         "aspect_ratio": "1:1"}}, prompt="x").request
+    assert square.effective_aspect_ratio == "1:1"
 
 
 def test_absent_optional_inputs_take_their_defaults():
