@@ -29,7 +29,7 @@ log = logging.getLogger("happyhorse.runner")
 BEFORE_S = 120.0
 AFTER_S = 300.0
 MAX_PAGES = 5
-MAX_DETAILS = 10
+MAX_DETAILS = 25                # candidates whose prompt is checked (one GET each); the rest cannot be ruled out
 
 
 @dataclass(frozen=True)
