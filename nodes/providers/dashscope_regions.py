@@ -7,8 +7,9 @@ Endpoints [E: same page, and providers.md section 1]:
   Beijing    https://dashscope.aliyuncs.com              or https://{WorkspaceId}.cn-beijing.maas.aliyuncs.com
   Virginia   https://dashscope-us.aliyuncs.com           (no workspace domain published)
   Frankfurt  https://{WorkspaceId}.eu-central-1.maas.aliyuncs.com only (so it needs the workspace id)
-The workspace domains are the recommended ones; the old Singapore domain is announced to go away. With a
-workspace id configured, the workspace domain is used wherever the region has one.
+The workspace domains are the recommended ones ("We recommend migrating to the new domains ... The existing
+domain remains fully functional" [E: the same page, Sept/Oct 2026]). With a workspace id configured, the
+workspace domain is used wherever the region has one.
 The temporary upload store (oss://) exists in Singapore and Beijing only, "for development and testing only"
 [E: Model Studio "upload a local file to get a temporary URL"]: other regions never use it.
 Prices: only Singapore's list price is in our table [E: Model Studio pricing, Singapore]. Beijing bills in CNY
