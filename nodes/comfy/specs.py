@@ -138,7 +138,8 @@ def version_fields(provider: str, version: str, mode: str) -> tuple[Field, ...]:
     elif mode == "edit" and vc.edit_ratio:
         fields.append(Field("COMBO", "aspect_ratio", "Frame shape of the edited video; 'keep source' sends nothing "
                                                      "and keeps the source video's shape.",
-                            options=(KEEP_SOURCE, *vc.aspect_ratios), default=KEEP_SOURCE))
+                            options=(KEEP_SOURCE, *vc.aspect_ratios), default=KEEP_SOURCE,
+                            optional=True))     # prompts and workflows saved before it existed keep working
     if mode != "edit":
         fields.append(Field("INT", "duration", "Length of the video in seconds (billed per second).",
                             default=min(max(5, vc.min_duration_s), vc.max_duration_s),
