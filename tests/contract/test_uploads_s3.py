@@ -145,3 +145,58 @@ async def test_bucket_failure_is_clear_and_nothing_is_submitted(sim, s3, monkeyp
     assert "s3://no-such-bucket/happyhorse/" in msg and "NoSuchBucket" in msg and "Nothing was submitted" in msg
     assert SECRET_KEY not in msg and ACCESS_KEY not in msg
     assert stats(sim)["submissions"] == {} and "reapi" not in stats(sim)["requests"]
+
+
+async def test_an_endpoint_echoing_the_request_shows_no_credential(sim, monkeypatch, tmp_path):
+    """A storage endpoint (or a proxy before it) that refuses the PUT and echoes the request it got - the
+    session token header and the SigV4 signature included - gets none of it into the error the user sees."""
+    from xml.sax.saxutils import escape
+
+    from aiohttp import web
+
+    token = "IQoJb3JpZ2luX2VjEHAPPYHORSESESSIONTOKEN0123456789"
+    got: dict[str, str] = {}
+
+    async def echo(request: web.Request) -> web.Response:
+        got.update(request.headers)
+        # the credentials first, so the 400-character cut of shown text cannot be what hides them
+        said = "; ".join(f"{k}: {request.headers[k]}" for k in ("Authorization", "X-Amz-Security-Token"))
+        said += f"; secret={SECRET_KEY}; {request.method} {request.path_qs}"
+        body = f"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>{escape(said)}</Message></Error>"
+        return web.Response(status=403, text=body, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    server = web.AppRunner(app)
+    await server.setup()
+    site = web.TCPSite(server, "127.0.0.1", 0)
+    await site.start()
+    endpoint = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", token)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("HAPPYHORSE_S3_BUCKET", BUCKET)
+    monkeypatch.setenv("HAPPYHORSE_S3_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("HAPPYHORSE_S3_REGION", "us-east-1")
+    monkeypatch.setenv("REAPI_API_KEY", "rk_live_s3echo")
+    runner = JobRunner(resolve_endpoint("reapi", base_url=sim.base_url("reapi")),
+                       ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
+    try:
+        with pytest.raises(ConfigError) as refused:
+            await runner.run(GenerationRequest(mode="i2v", version="1.1", duration_s=3, prompt="a horse",
+                                               first_frame=MediaInput.image_bytes(png_bytes(400, 300))),
+                             RunOptions(out_dir=str(tmp_path), upload="s3"))
+    finally:
+        await server.cleanup()
+    message = str(refused.value)
+    signature = got["Authorization"].rpartition("Signature=")[2]
+    assert got["X-Amz-Security-Token"] == token and len(signature) == 64      # the echo really carried them
+    assert "AccessDenied" in message and "Nothing was submitted" in message
+    for secret in (token, signature, SECRET_KEY):
+        assert secret not in message, secret
+    assert "Signature=***" in message and "X-Amz-Security-Token: ***" in message     # scrubbed, not cut off
+    assert not sent(sim, "reapi")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError
+from ..redact import Redactor, clip
 from ..request import MediaInput
 
 ENV = {
@@ -92,6 +94,10 @@ class S3Settings:
         return f"s3|{self.endpoint_url or 'aws'}|{self.bucket}|{self.prefix}"
 
 
+# SigV4 request signatures and security tokens as they appear in an echoed request (header or query string).
+_SIGNATURE = re.compile(r"(?i)((?:\bSignature|X-Amz-Signature|X-Amz-Security-Token)\s*[=:]\s*)[^\s,&\"'<]+")
+
+
 def import_boto3() -> Any:
     try:
         import boto3
@@ -110,6 +116,7 @@ class S3Bucket:
         self.settings = s3
         self.scope = s3.scope
         self._client: Any = None
+        self._session: Any = None
 
     async def __aenter__(self) -> "S3Bucket":
         return self
@@ -123,6 +130,7 @@ class S3Bucket:
 
         s = self.settings
         session = boto3.session.Session(profile_name=s.profile) if s.profile else boto3.session.Session()
+        self._session = session
         # SigV4 everywhere: R2 and recent regions accept nothing else.
         config = Config(signature_version="s3v4", s3={"addressing_style": s.addressing_style})
         return session.client("s3", endpoint_url=s.endpoint_url, region_name=s.region, config=config)
@@ -148,10 +156,26 @@ class S3Bucket:
             url = await asyncio.to_thread(put_and_sign)   # boto3 blocks; the event loop (and cancel) must not
         except ClientError as exc:
             err = exc.response.get("Error", {})
-            raise self._failed(role, key, f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()) from None
+            detail = f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
+            raise self._failed(role, key, self._scrub(detail)) from None
         except BotoCoreError as exc:
-            raise self._failed(role, key, str(exc)) from None
+            raise self._failed(role, key, self._scrub(str(exc))) from None
         return url, expires_at
+
+    def _scrub(self, detail: str) -> str:
+        """The storage host's words, fit to show: an endpoint (or a proxy in front of it) may echo the request,
+        whose headers carry the session token and the signature; the secret key is taken out too."""
+        secrets: list[str] = []
+        try:
+            creds = self._session.get_credentials() if self._session is not None else None
+            frozen = creds.get_frozen_credentials() if creds is not None else None
+        except Exception:       # noqa: BLE001 - a credential provider failing here must not hide the upload error
+            frozen = None
+        if frozen is not None:
+            secrets += [v for v in (frozen.secret_key, frozen.token) if v]
+        text = Redactor(secrets).text(detail)
+        text = _SIGNATURE.sub(lambda m: m.group(1) + "***", text)
+        return clip(text)
 
     def _failed(self, role: str, key: str, detail: str) -> ConfigError:
         where = f" at {self.settings.endpoint_url}" if self.settings.endpoint_url else ""
