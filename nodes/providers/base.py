@@ -133,7 +133,15 @@ class ProviderAdapter:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if isinstance(value, str) and value.strip():
-            return value
+            try:
+                return check_task_id(value)
+            except ValidationError:
+                # Taken, perhaps, but an id that could aim our polls elsewhere on the host cannot be followed.
+                raise SubmitUncertain(
+                    f"{self.caps.display_name} answered the submit with HTTP {reply.status} and a task id that is "
+                    f"not one ({clip(value, 60)!r}: letters, digits and . _ : - only, at most 200), so the job "
+                    f"may have been accepted and billed but cannot be followed. It was NOT sent again, to avoid "
+                    f"paying twice. Check the provider's dashboard before retrying.") from None
         raise SubmitUncertain(
             f"{self.caps.display_name} answered the submit with HTTP {reply.status} but without a task id "
             f"({where}), so the job may have been accepted and billed. It was NOT sent again, to avoid paying "

@@ -244,3 +244,34 @@ def test_urls_shown_or_stored_lose_userinfo_and_query():
     assert redact_url("https://user:pw@host.example:8443/p/v.mp4?X-Amz-Signature=abc") == \
         "https://host.example:8443/p/v.mp4?..."
     assert redact_url("http://127.0.0.1:9/dashscope") == "http://127.0.0.1:9/dashscope"
+
+
+async def test_an_accepted_submit_with_a_path_shaped_task_id_is_uncertain_and_never_followed(monkeypatch, tmp_path):
+    """A 2xx whose task id is `../../x?y` may be a paid job, but polling it would aim the keyed request at another
+    path of the host: it is recorded as uncertain (not as a job to follow) and nothing more is sent."""
+    from happyhorse.engine.ledger import Ledger, LedgerStatus
+    from happyhorse.engine.request import GenerationRequest
+    from happyhorse.engine.runner import JobRunner, RunOptions
+    from happyhorse.providers.registry import all_caps
+
+    seen: list[str] = []
+
+    async def host(request):
+        seen.append(f"{request.method} {request.path_qs}")
+        if request.method == "POST":
+            return web.json_response({"id": "../../admin/keys?all=1", "status": "pending"}, status=202)
+        return web.json_response({"error": {"message": "not found"}}, status=404)
+
+    runner, url = await serve(host)
+    monkeypatch.setenv("GETIMG_API_KEY", CANARY)
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    try:
+        jobs = JobRunner(resolve_endpoint("getimg", base_url=url), ledger=ledger, all_caps=all_caps())
+        with pytest.raises(SubmitUncertain, match="not one .*'../../admin/keys"):
+            await jobs.run(GenerationRequest(mode="t2v", version="1.0", prompt="a horse", duration_s=3),
+                           RunOptions(out_dir=str(tmp_path)))
+    finally:
+        await runner.cleanup()
+    assert [s.split()[0] for s in seen] == ["POST"]                   # no poll, no cancel to the hostile path
+    (row,) = ledger.recent()
+    assert row.status == LedgerStatus.UNCERTAIN and not row.task_id
