@@ -13,7 +13,9 @@ const COLORS = { free: "#1f5130", price: "#4a3a12", error: "#6b1f1f" };
 const SETTING_PILL = "HappyHorse.PricePill";
 const SETTING_PROVIDER = "HappyHorse.DefaultProvider";
 // Nodes whose "provider" widget takes the default provider when a user adds them (not when a workflow loads).
-const PROVIDER_DEFAULTED = ["Text2Video", "Image2Video", "Reference2Video", "VideoEdit", "CollectJob"].map((n) => PREFIX + n);
+const PROVIDER_DEFAULTED = [
+  "Text2Video", "Image2Video", "Reference2Video", "VideoEdit", "CostEstimate", "CollectJob",
+].map((n) => PREFIX + n);
 const isPricing = (name) => name === "provider" || name === "mode" || name.startsWith("provider.") || name.startsWith("mode.");
 const pills = new Set();
 let providers = [];   // the provider names, for the setting's choices (from GET /happyhorse/status)
@@ -211,7 +213,8 @@ class PricePill {
 // pasted sets its own values right after, so those always win.
 function applyDefaultProvider(node) {
   const wanted = setting(SETTING_PROVIDER, "simulator");
-  const widget = node.widgets?.find((w) => w.name === "provider");
+  // Cost Estimate nests the provider under its mode ("mode.provider").
+  const widget = node.widgets?.find((w) => w.name === "provider" || w.name === "mode.provider");
   if (!widget || widget.value === wanted || !(widget.options?.values ?? []).includes(wanted)) return;
   widget.value = wanted;
   widget.callback?.(wanted, app.canvas, node);

@@ -216,6 +216,12 @@ def test_default_provider_setting_applies_to_new_nodes_only(page):
           return Object.fromEntries(n.widgets.map(w => [w.name, w.value]));
         })()""")
         assert added["provider"] == "dashscope" and "provider.version" in added
+        priced = page.evaluate("""(() => {
+          const n = LiteGraph.createNode('HappyHorsePack.CostEstimate');
+          app.graph.add(n);
+          return Object.fromEntries(n.widgets.map(w => [w.name, w.value]));
+        })()""")
+        assert priced["mode.provider"] == "dashscope", "Cost Estimate prices the provider the user works with"
         options = page.evaluate("""app.extensionManager.setting.settings['HappyHorse.DefaultProvider'].options()""")
         assert options[:2] == ["simulator", "dashscope"] and len(options) == 7
     finally:
