@@ -17,14 +17,12 @@ spend`) and the web panel both call it.
 """
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-import weakref
 from dataclasses import dataclass, field
 from .config import Settings
 from .errors import BudgetExceeded, ConfigError
-from .ledger import JobRecord, Ledger, LedgerStatus
+from .ledger import JobRecord, Ledger, LedgerStatus, LedgerView
 from .pricing import Estimate
 
 # The host refused it, the job failed or was cancelled, or the host does not know the task: not billed.
@@ -111,15 +109,6 @@ class SpendSummary:
         return {"today": self.today.as_dict(), "month": self.month.as_dict()}
 
 
-_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
-
-
-def spend_lock() -> asyncio.Lock:
-    """Held from a job's budget check until its ledger record exists, so jobs in one event loop that check at
-    the same moment are counted one after the other (keyed weakly by loop, like the runner's provider slots)."""
-    return _locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-
-
 def period_starts(now: float) -> tuple[float, float]:
     """Local midnight today and local midnight on the 1st of this month."""
     t = time.localtime(now)
@@ -128,7 +117,7 @@ def period_starts(now: float) -> tuple[float, float]:
     return day, month
 
 
-def spend_summary(ledger: Ledger | None = None, limits: BudgetLimits | None = None,
+def spend_summary(ledger: Ledger | LedgerView | None = None, limits: BudgetLimits | None = None,
                   now: float | None = None) -> SpendSummary:
     """Today's and this month's spend per provider, with the configured limits. Reads the config and the ledger."""
     ledger = ledger or Ledger()
@@ -162,12 +151,13 @@ class SpendGuard:
     def active(self) -> bool:
         return any(x is not None for x in (self.max_usd, self.limits.daily_usd, self.limits.monthly_usd))
 
-    def check(self, est: Estimate, ledger: Ledger | None, what: str = "this job") -> None:
+    def check(self, est: Estimate, ledger: Ledger | LedgerView | None, what: str = "this job") -> None:
         """Raise BudgetExceeded unless `est` fits the per-run limit and what is left of each budget period."""
         why = f"{est.provider} publishes no USD price for it ({est.note or 'price unknown'})"
         self.check_usd(est.usd, ledger, what, unknown_why=why)
 
-    def check_usd(self, usd: float | None, ledger: Ledger | None, what: str, unknown_why: str = "") -> None:
+    def check_usd(self, usd: float | None, ledger: Ledger | LedgerView | None, what: str,
+                  unknown_why: str = "") -> None:
         if not self.active or usd == 0:
             return
         if usd is None:

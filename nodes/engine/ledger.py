@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ConfigError
 from .protocol import JobState, TextEnum
@@ -171,13 +171,21 @@ class Ledger:
         db.row_factory = sqlite3.Row
         return db
 
-    def _insert(self, **row: Any) -> None:
+    def _insert(self, admit: Callable[["LedgerView"], None] | None = None, **row: Any) -> None:
         with self._lock, self._connect() as db:
+            if admit is not None:
+                # The database's write lock, held from the check to the new record: no other process (a CLI
+                # batch beside ComfyUI) records a job in between, so two cannot both spend the last of a budget.
+                db.execute("BEGIN IMMEDIATE")
+                admit(LedgerView(db))
             db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                        tuple(row.values()))
 
-    def create(self, req: GenerationRequest, provider: str, base_url: str, estimate_usd: float | None = None) -> str:
-        """base_url is stored (and matched) without userinfo or query, like every URL the ledger keeps."""
+    def create(self, req: GenerationRequest, provider: str, base_url: str, estimate_usd: float | None = None,
+               admit: Callable[["LedgerView"], None] | None = None) -> str:
+        """base_url is stored (and matched) without userinfo or query, like every URL the ledger keeps.
+        admit(view), when given, may refuse the job by raising; it sees the ledger as no other writer can change
+        it until this record is in (budget.SpendGuard.check)."""
         base_url = redact_url(base_url)
         job_id = uuid.uuid4().hex
         now = time.time()
@@ -186,7 +194,7 @@ class Ledger:
                   "audio_setting": req.audio_setting}
         inputs = [{"role": role, "sha256": m.sha256, "url": m.url if m.url and not m.url.startswith("data:") else None,
                    "bytes": len(m.data) if m.data is not None else None} for role, m in req.media()]
-        self._insert(id=job_id, created_at=now, updated_at=now, provider=provider, base_url=base_url,
+        self._insert(admit, id=job_id, created_at=now, updated_at=now, provider=provider, base_url=base_url,
                      version=req.version, mode=req.mode, prompt=req.prompt, params=json.dumps(params),
                      inputs=json.dumps(inputs), fingerprint=req.fingerprint(), status=LedgerStatus.SUBMITTING.value,
                      estimate_usd=estimate_usd,
@@ -248,8 +256,7 @@ class Ledger:
     def since(self, created_after: float) -> list[JobRecord]:
         """Every job recorded at or after this moment (epoch seconds), oldest first."""
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE created_at>=? ORDER BY created_at", (created_after,))
-            return [_record(r) for r in rows.fetchall()]
+            return _since(db, created_after)
 
     def recent(self, limit: int = 20, status: LedgerStatus | None = None) -> list[JobRecord]:
         sql = "SELECT * FROM jobs" + (" WHERE status=?" if status else "") + " ORDER BY created_at DESC LIMIT ?"
@@ -263,6 +270,21 @@ def _record(row: sqlite3.Row) -> JobRecord:
     for k in JSON_FIELDS:
         d[k] = json.loads(d[k]) if d[k] is not None else None
     return JobRecord(**d)
+
+
+def _since(db: sqlite3.Connection, created_after: float) -> list[JobRecord]:
+    rows = db.execute("SELECT * FROM jobs WHERE created_at>=? ORDER BY created_at", (created_after,))
+    return [_record(r) for r in rows.fetchall()]
+
+
+class LedgerView:
+    """The ledger as read inside Ledger.create's write transaction (what admit() gets)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def since(self, created_after: float) -> list[JobRecord]:
+        return _since(self._db, created_after)
 
 
 class LedgerEntry:

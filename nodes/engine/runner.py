@@ -28,7 +28,7 @@ the job at the provider or to collect it later).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import aiohttp
 
 from . import dedupe, reconcile
-from .budget import SpendGuard, spend_lock
+from .budget import SpendGuard
 from .capabilities import ProviderCaps
 from .delivery import SavedVideo, check_writable, copy_saved, download_video, target_path
 from .errors import DownloadError, ProviderError, SubmitRefused, SubmitUncertain, VideoGone
@@ -185,13 +185,7 @@ class JobRunner:
             async with provider_slot(self.adapter.name, self.adapter.caps.max_concurrent_jobs):
                 # Recorded only once a slot is ours, right before the POST: a 'submitting' record is then never
                 # older than one submit, so an old one can only mean the process died mid-submit.
-                # With a spend limit, the budget is checked again and the record made under one lock: jobs
-                # started meanwhile (a batch, another node) are counted, and this one is before anyone else checks.
-                async with spend_lock() if opts.spend_guard is not None else contextlib.nullcontext():
-                    if opts.spend_guard is not None:
-                        opts.spend_guard.check(est, self.ledger)
-                    job_id = None if self.ledger is None else await asyncio.to_thread(
-                        self.ledger.create, req, self.adapter.name, self.endpoint.base_url, est.usd)
+                job_id = await self._record_new(req, est, opts.spend_guard)
                 entry = LedgerEntry(self.ledger, job_id)
                 async with self._transport() as transport:
                     watch.update(Phase.SUBMITTING)
@@ -230,6 +224,18 @@ class JobRunner:
         async with self._transport() as transport:
             # Cancelling a collect only stops waiting: the job may belong to another run or another machine.
             return await self._follow(transport, task_id, req, est, opts, watch, entry, cancel_job=False)
+
+    async def _record_new(self, req: GenerationRequest, est: Estimate, guard: SpendGuard | None) -> str | None:
+        """The new job's ledger record. With a spend limit, the budget is checked again inside the ledger's write
+        transaction: jobs recorded meanwhile (a batch, another node, another process) are counted, and no other
+        job is recorded between this check and this record."""
+        if self.ledger is None:
+            if guard is not None:
+                guard.check(est, None)
+            return None
+        admit = None if guard is None else functools.partial(guard.check, est)
+        return await asyncio.to_thread(self.ledger.create, req, self.adapter.name, self.endpoint.base_url, est.usd,
+                                       admit=admit)
 
     # --- a submit whose answer was lost ------------------------------------------------------------
     async def _find_lost_submit(self, req: GenerationRequest, key: dedupe.Key, watch: Watch,

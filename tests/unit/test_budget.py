@@ -136,3 +136,49 @@ def test_old_ledger_gains_the_estimate_column(tmp_path):
     ledger = Ledger(path)
     assert ledger.get("old").estimate_usd is None and ledger.get("old").cost_usd == 0.7
     assert ledger.get(ledger.create(REQ, "dashscope", "u", estimate_usd=0.7)).estimate_usd == 0.7
+
+
+def test_another_process_cannot_spend_the_last_of_the_budget_meanwhile(tmp_path):
+    """ComfyUI and a CLI batch share one ledger: while one process checks the budget and records its job, another
+    process's check waits for that record (SQLite's write lock) and counts it. 0.42 + 0.42 > 0.50: one is refused."""
+    import subprocess
+    import sys
+    import threading
+
+    path = tmp_path / "jobs.sqlite3"
+    ledger = Ledger(path)
+    guard = SpendGuard(limits=BudgetLimits(monthly_usd=0.5))
+    checked, release = threading.Event(), threading.Event()
+
+    def admit_here(view):
+        guard.check_usd(0.42, view, "this job")
+        checked.set()
+        release.wait(60)                      # the other process starts its own check now
+
+    here = threading.Thread(target=ledger.create, args=(REQ, "dashscope", "https://dashscope.example", 0.42),
+                            kwargs={"admit": admit_here})
+    here.start()
+    assert checked.wait(30)
+    other = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from happyhorse.engine.budget import BudgetLimits, SpendGuard
+from happyhorse.engine.ledger import Ledger
+from happyhorse.engine.request import GenerationRequest
+ledger = Ledger({str(path)!r})
+guard = SpendGuard(limits=BudgetLimits(monthly_usd=0.5))
+print("ready", flush=True)
+ledger.create(GenerationRequest(mode="t2v", version="1.1", prompt="other", duration_s=3), "dashscope",
+              "https://dashscope.example", 0.42, admit=lambda view: guard.check_usd(0.42, view, "this job"))
+"""], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        time.sleep(1.0)                       # the other process is now inside create()
+        release.set()
+        here.join(30)
+        _, err = other.communicate(timeout=60)
+    finally:
+        release.set()
+        other.kill()
+    assert other.returncode != 0 and "BudgetExceeded" in err, err
+    assert "0.42 USD is spent or in flight this month" in err
+    assert [r.prompt for r in ledger.since(0)] == [REQ.prompt]
