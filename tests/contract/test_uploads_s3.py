@@ -34,20 +34,27 @@ def s3_server():
     server.stop()
 
 
-@pytest.fixture
-def s3(s3_server, monkeypatch, tmp_path):
-    """A fresh versioned bucket (versions count the PUTs) and the settings pointing at it."""
-    import boto3
-
+def bucket_env(monkeypatch, tmp_path, endpoint, session_token=None):
+    """Fake credentials from the environment only (no AWS config files), our bucket at `endpoint`."""
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(var, raising=False)
+    if session_token:
+        monkeypatch.setenv("AWS_SESSION_TOKEN", session_token)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("HAPPYHORSE_S3_BUCKET", BUCKET)
-    monkeypatch.setenv("HAPPYHORSE_S3_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("HAPPYHORSE_S3_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("HAPPYHORSE_S3_REGION", "us-east-1")
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, tmp_path):
+    """A fresh versioned bucket (versions count the PUTs) and the settings pointing at it."""
+    import boto3
+
+    bucket_env(monkeypatch, tmp_path, s3_server)
     monkeypatch.setenv("HAPPYHORSE_S3_EXPIRY_S", "900")
     client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     if any(b["Name"] == BUCKET for b in client.list_buckets()["Buckets"]):
@@ -154,6 +161,8 @@ async def test_an_endpoint_echoing_the_request_shows_no_credential(sim, monkeypa
 
     from aiohttp import web
 
+    from tests.unit.test_hostile_host import serve
+
     token = "IQoJb3JpZ2luX2VjEHAPPYHORSESESSIONTOKEN0123456789"
     got: dict[str, str] = {}
 
@@ -165,23 +174,8 @@ async def test_an_endpoint_echoing_the_request_shows_no_credential(sim, monkeypa
         body = f"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>{escape(said)}</Message></Error>"
         return web.Response(status=403, text=body, content_type="application/xml")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    server = web.AppRunner(app)
-    await server.setup()
-    site = web.TCPSite(server, "127.0.0.1", 0)
-    await site.start()
-    endpoint = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_SESSION_TOKEN", token)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("HAPPYHORSE_S3_BUCKET", BUCKET)
-    monkeypatch.setenv("HAPPYHORSE_S3_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("HAPPYHORSE_S3_REGION", "us-east-1")
+    server, endpoint = await serve(echo)
+    bucket_env(monkeypatch, tmp_path, endpoint, session_token=token)
     monkeypatch.setenv("REAPI_API_KEY", "rk_live_s3echo")
     runner = JobRunner(resolve_endpoint("reapi", base_url=sim.base_url("reapi")),
                        ledger=Ledger(tmp_path / "l.sqlite3"), all_caps=all_caps())
