@@ -1,10 +1,46 @@
 import io
 import os
+from pathlib import Path
 
 import pytest
 
+TESTS = Path(__file__).parent
+
 KEY_VARS = ("DASHSCOPE_API_KEY", "GETIMG_API_KEY", "APIXO_API_KEY", "APIFRAME_API_KEY", "AIMLAPI_API_KEY",
             "REAPI_API_KEY")
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """Workers for `-n auto` (the default, see pyproject.toml): two per core, at most four. Most tests wait on a
+    simulated host, a subprocess or a socket rather than compute, so a 2-core machine keeps four busy.
+    PYTEST_XDIST_AUTO_NUM_WORKERS=N overrides."""
+    override = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    if override.isdigit():
+        return int(override)
+    return max(1, min(4, 2 * len(os.sched_getaffinity(0))))
+
+
+@pytest.hookimpl(tryfirst=True)       # before pytest-xdist turns xdist_group marks into scheduling groups
+def pytest_collection_modifyitems(config, items):
+    """Tests that share something costly run on one worker, in collection order: every real-ComfyUI test (one
+    ComfyUI per worker, started once), and the tests of a module or session fixture of ours (a browser, an S3
+    server, a rendered clip) - built once, not once per worker. Everything else is spread over the workers."""
+    for item in items:
+        group = _shared_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _shared_group(item) -> str | None:
+    path = Path(str(item.path))
+    if (TESTS / "integration") in path.parents:
+        return "comfyui"
+    for name, defs in item._fixtureinfo.name2fixturedefs.items():
+        fixture = defs[-1]
+        if fixture.scope == "function" or not fixture.baseid:     # baseid "": a plugin's fixture, not ours
+            continue
+        return f"fixture-{name}" if fixture.scope in ("session", "package") else item.nodeid.split("::")[0]
+    return None
 
 
 @pytest.fixture(autouse=True)
