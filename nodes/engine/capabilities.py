@@ -68,7 +68,6 @@ class ProviderCaps:
     supports_seed: bool = True
     supports_watermark: bool = True
     supports_cancel: bool = False
-    max_concurrent_jobs: int = 4
     # How the host's docs name reference images in a prompt: promptcheck.IMAGE_STYLE ("[Image N]"),
     # promptcheck.CHARACTER_STYLE ("characterN"), or None where the host documents neither.
     reference_token_style: str | None = None

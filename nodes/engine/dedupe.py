@@ -21,7 +21,9 @@ from .ledger import ATTACHABLE, JobRecord, Ledger, LedgerStatus
 from .progress import Watch
 
 RESULT_LIFETIME_S = 24 * 3600     # hosts keep task ids and result URLs about a day
-SUBMIT_GRACE_S = 120.0            # longer than any submit takes (transport timeout 60 s plus retries on refusal)
+# A 'submitting' record is touched at least this often while its submit is under way (transport timeout 60 s
+# plus retries on refusal; submit.py touches it at every wait for a host at its limit).
+SUBMIT_GRACE_S = 120.0
 
 Key = tuple[str, str, str]        # (provider, base URL, request fingerprint)
 
@@ -94,7 +96,7 @@ async def _look(key: Key, ledger: Ledger | None, display_name: str, watch: Watch
     prior = await asyncio.to_thread(ledger.find_fingerprint, fingerprint, provider, base_url)
     # An identical submit in flight right now (another node, another process): wait for its task id.
     while (prior is not None and prior.status == LedgerStatus.SUBMITTING
-           and time.time() - prior.created_at < SUBMIT_GRACE_S):
+           and time.time() - prior.updated_at < SUBMIT_GRACE_S):
         await watch.sleep(0.5)
         prior = await asyncio.to_thread(ledger.get, prior.id)
     if prior is None:

@@ -18,7 +18,7 @@ may have the job) and never once a task id came back; every attempt stays in the
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from .config import Settings
@@ -203,7 +203,8 @@ async def run_routed(plan: RoutePlan, run_at: Callable, *, on_event: Callable[[s
                      on_attempt: Callable[[Candidate], None] = lambda c: None):
     """Run at the chosen host; on a refusal that proves no job exists, move down the ranking.
 
-    run_at(candidate) -> awaitable JobResult: one attempt at one host (the caller's JobRunner.run).
+    run_at(candidate, last) -> awaitable JobResult: one attempt at one host (the caller's JobRunner.run); last
+    says no host is left to fail over to.
     If the ledger holds an earlier identical request at any ranked host, only that host is tried (its result is
     reused, its job attached to, or an uncertain submit refused) so nothing is ever paid twice across hosts.
     """
@@ -215,7 +216,7 @@ async def run_routed(plan: RoutePlan, run_at: Callable, *, on_event: Callable[[s
     for i, cand in enumerate(order):
         on_attempt(cand)
         try:
-            result = await run_at(cand)
+            result = await run_at(cand, i + 1 == len(order))
         except SubmitRefused as exc:
             nxt = order[i + 1] if i + 1 < len(order) else None
             if not can_fail_over(exc) or nxt is None:
@@ -238,9 +239,11 @@ async def run_auto(plan: RoutePlan, opts, *, ledger=None, on_progress=None, is_c
     from ..providers.registry import all_caps
     from .runner import JobRunner
 
-    def attempt(cand: Candidate):
+    def attempt(cand: Candidate, last: bool):
         runner = JobRunner(cand.endpoint, ledger=ledger, all_caps=all_caps())
-        return runner.run(cand.request, opts, on_progress=on_progress, is_cancelled=is_cancelled)
+        # A host at its limit (429 to the submit) is left for the next one; the last one is waited on.
+        here = opts if last else replace(opts, busy_wait_s=0.0)
+        return runner.run(cand.request, here, on_progress=on_progress, is_cancelled=is_cancelled)
 
     return await run_routed(plan, attempt, on_event=on_event, ledger=ledger, force_new=opts.force_new,
                             on_attempt=on_attempt)

@@ -1,7 +1,8 @@
 """Run a job end to end. JobRunner.run reads top to bottom:
 
     check (validate + price) -> an earlier identical job? (reuse its file | attach to it)
-    -> upload -> [provider slot] record + submit -> follow until finished -> download + verify -> record done
+    -> upload -> record + submit (a host at its limit answers 429: waited on) -> follow until finished
+    -> download + verify -> record done
 
 Each concern has one home; put new logic in the module that owns it:
 
@@ -10,7 +11,7 @@ Each concern has one home; put new logic in the module that owns it:
     dedupe.py     never pay twice: in-flight claims in this event loop and the ledger's earlier identical job
                   -> Reuse | Attach | Refetch | None (or SubmitUncertain, VideoGone). Reconciling with a host's
                   task list goes here.
-    submit.py     the paid POST and its ledger record; per-provider concurrency slots.
+    submit.py     the paid POST and its ledger record; waiting while a host answers 429 (at its limit).
     follow.py     polling a task until it finishes: the rhythm (next_poll_delay, poll_bounds - the polling
                   policy), time limits, mapping final states to errors, cancel at the provider (CancelOutcome).
                   Host words for states are mapped to JobState by each adapter's parse_poll, not here.
@@ -49,7 +50,7 @@ from .pricing import Estimate, estimate
 from .progress import Phase, Progress, Watch
 from .protocol import JobStatus, TextEnum
 from .request import GenerationRequest
-from .submit import provider_slot, submit
+from .submit import submit
 from .uploads import prepare_media
 from .validation import validate_request
 
@@ -77,6 +78,9 @@ class RunOptions:
     # Not called when an identical earlier job's file is reused (nothing is downloaded then).
     frames: FrameSink | None = None
     spend_guard: SpendGuard | None = None     # max_usd and the [budget] limits, checked before anything is sent
+    # A host at its limit of jobs at once answers the submit with 429 (nothing billed): how long to keep sending
+    # it again. None: until it takes the job (cancellable); 0: refuse at once (provider auto tries the next host).
+    busy_wait_s: float | None = None
 
 
 class Origin(TextEnum):
@@ -182,24 +186,23 @@ class JobRunner:
             except ProviderError as exc:
                 raise SubmitRefused.from_error(exc) from None    # nothing was submitted: provably no job there
             watch.raise_if_cancelled()
-            async with provider_slot(self.adapter.name, self.adapter.caps.max_concurrent_jobs):
-                # Recorded only once a slot is ours, right before the POST: a 'submitting' record is then never
-                # older than one submit, so an old one can only mean the process died mid-submit.
-                job_id = await self._record_new(req, est, opts.spend_guard)
-                entry = LedgerEntry(self.ledger, job_id)
-                async with self._transport() as transport:
-                    watch.update(Phase.SUBMITTING)
-                    sent_at = time.time()
-                    try:
-                        task_id = await submit(self.adapter, transport, req, media, entry)
-                    except SubmitUncertain as exc:
-                        if not self.adapter.lists_tasks:
-                            raise
-                        task_id = await self._search_lost(transport, req, sent_at, entry.id, watch, exc)
-                        await entry.mark(LedgerStatus.SUBMITTED, task_id=task_id)
-                    claim.resolve(task_id)
-                    watch.task_id = task_id
-                    return await self._follow(transport, task_id, req, est, opts, watch, entry)
+            # Recorded right before the POST: a 'submitting' record untouched for long can only mean the process
+            # died mid-submit (submit.py touches it while a host at its limit is waited on).
+            job_id = await self._record_new(req, est, opts.spend_guard)
+            entry = LedgerEntry(self.ledger, job_id)
+            async with self._transport() as transport:
+                watch.update(Phase.SUBMITTING)
+                sent_at = time.time()
+                try:
+                    task_id = await submit(self.adapter, transport, req, media, entry, watch, opts.busy_wait_s)
+                except SubmitUncertain as exc:
+                    if not self.adapter.lists_tasks:
+                        raise
+                    task_id = await self._search_lost(transport, req, sent_at, entry.id, watch, exc)
+                    await entry.mark(LedgerStatus.SUBMITTED, task_id=task_id)
+                claim.resolve(task_id)
+                watch.task_id = task_id
+                return await self._follow(transport, task_id, req, est, opts, watch, entry)
 
     async def collect(self, task_id: str, req: GenerationRequest | None = None, opts: RunOptions | None = None,
                       on_progress: Callable[[Progress], None] | None = None,

@@ -17,7 +17,6 @@ no per-second HappyHorse rate is published, so estimates say the price is unknow
 
 Undocumented ([U]) and guessed here, each one constant below:
   PROMPT_MAX_CHARS - the prompt limit (the model's own 5000 / 2500 CJK is assumed).
-  MAX_CONCURRENT_JOBS - the per-account concurrency cap.
   Data URIs inside `reference_image_urls` are assumed to work like they do for `image_url` / `video_url`
   (the schema calls them "image URLs"); see REFERENCES_TAKE_DATA_URI.
 """
@@ -39,8 +38,6 @@ GENERATIONS_PATH = "/v2/video/generations"
 USD_PER_CREDIT = 1 / 2_000_000
 # [U] guess: AI/ML API documents no prompt limit; the model's own (5000 non-CJK / 2500 CJK) is assumed.
 PROMPT_MAX_CHARS = 5000
-# [U] guess: no concurrency cap is documented; 4 jobs in flight per account is assumed.
-MAX_CONCURRENT_JOBS = 4
 # [U] guess: `reference_image_urls` takes data URIs like `image_url` does. If the host refuses them, set this
 # to False: the engine then asks for public URLs (or an upload bucket) for every input.
 REFERENCES_TAKE_DATA_URI = True
@@ -62,7 +59,6 @@ CAPS = ProviderCaps(
     supports_seed=True,
     supports_watermark=True,
     supports_cancel=False,
-    max_concurrent_jobs=MAX_CONCURRENT_JOBS,
     notes="HappyHorse 1.0 only; takes URLs or data URIs; cost read from each job's credits_used",
 )
 

@@ -18,6 +18,12 @@ Tasks.list sends them, times as YYYYMMDDhhmmss]. Undocumented here ([U], one con
 start_time / end_time (LIST_TZ_HOURS; the window is widened by LIST_SLACK_S both ways so either reading finds
 the task, and the exact match is made on each entry's gmt_create, epoch milliseconds) and the page size cap
 (LIST_PAGE_SIZE). A succeeded task's detail carries `orig_prompt`, which confirms a match.
+
+Concurrency: Model Studio limits each model per Alibaba Cloud account (all keys and workspaces together):
+requests per second and, for its video models, task-submission RPS and tasks at once, refused with 429
+Throttling [E: Model Studio "Rate limits" page; the Wan video API pages' "RPS for task submission" / "Number of
+concurrent tasks"]. HappyHorse's numbers are not published, so nothing is capped here: a refused submit is
+waited on and sent again (engine/submit.py), which is all one process could do about an account-wide limit.
 """
 from __future__ import annotations
 
@@ -78,7 +84,6 @@ CAPS = ProviderCaps(
     accepts_data_uri=True,
     has_temp_store=True,
     supports_cancel=True,
-    max_concurrent_jobs=4,
     reference_token_style=CHARACTER_STYLE,  # its r2v examples write character1, character2, ... [E]
     notes="origin API; keys are region-locked (Singapore default; set HAPPYHORSE_DASHSCOPE_REGION)",
 )

@@ -17,8 +17,11 @@ Decisions on contradictions and gaps:
     so a queue timeout applies to it; the running-time timeout never starts for getimg jobs.
   - seed and watermark are not request fields: a user-set seed is refused before sending, no watermark is sent.
 
-Undocumented ([U]) and guessed here, each one constant below: MODEL_IDS (release, see above), the no-credit
-answer (CREDIT_CODES: HTTP 402 assumed) and MAX_CONCURRENT_JOBS (the per-workspace cap's size is unpublished).
+Concurrency: there is a per-workspace cap on jobs at once, answered 429 `rate_limit` with Retry-After [E]; its
+size is unpublished, so nothing is capped here: a submit over it is waited on and sent again (engine/submit.py).
+
+Undocumented ([U]) and guessed here, each one constant below: MODEL_IDS (release, see above) and the no-credit
+answer (CREDIT_CODES: HTTP 402 assumed).
 """
 from __future__ import annotations
 
@@ -38,8 +41,6 @@ R2V_MAX_REFS = 8
 # [U] guess: getimg documents 401 invalid_api_key and 429 rate_limit but not how a workspace without credits is
 # refused; HTTP 402 or an error code naming credits/balance is read as "out of credits".
 CREDIT_CODES = {"insufficient_credits", "insufficient_balance", "payment_required"}
-# [U] guess: a per-workspace concurrency cap exists (429 rate_limit) but its size is unpublished; stay low.
-MAX_CONCURRENT_JOBS = 2
 
 STATES = {"pending": "queued", "completed": "succeeded", "failed": "failed"}
 
@@ -55,7 +56,6 @@ CAPS = ProviderCaps(
     supports_seed=False,
     supports_watermark=False,
     supports_cancel=False,
-    max_concurrent_jobs=MAX_CONCURRENT_JOBS,
     notes="public URLs only (configure an upload bucket for local files); HappyHorse 1.0; no seed, no watermark",
 )
 

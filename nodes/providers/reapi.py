@@ -24,7 +24,6 @@ not said, so an edit is estimated on its output seconds and the breakdown marks 
 Undocumented ([U]) and guessed here, each one constant below:
   FIELDS_10 - `first_frame_image` is taken to be one URL string (the page names it, shows no schema).
   SUBMIT_ID_KEYS - where the submit reply puts the task id ("returns a task id", shape not shown).
-  MAX_CONCURRENT_JOBS - the per-account concurrency cap.
 """
 from __future__ import annotations
 
@@ -57,8 +56,6 @@ SUBMIT_ID_KEYS = ("id", "task_id")
 # "The routing mode does not change the rate" [S4]: the output seconds are what is documented; whether an edit's
 # input seconds are billed too is not, and the estimate says so.
 EDIT_BILLING = "output_input_uncertain"
-# [U] guess: only a per-user rate limit (429 / 50001) is documented; 4 jobs in flight is assumed.
-MAX_CONCURRENT_JOBS = 4
 
 STATES = {"processing": "running", "completed": "succeeded", "failed": "failed"}
 AUTH_CODES = {"10001", "10002", "10003", "10004", "10005"}
@@ -78,7 +75,6 @@ CAPS = ProviderCaps(
     supports_seed=False,                # per version above: 1.0 documents seed and watermark, 1.1 neither
     supports_watermark=False,
     supports_cancel=False,
-    max_concurrent_jobs=MAX_CONCURRENT_JOBS,
     image_limits=ImageLimits(formats=("JPEG", "PNG", "WEBP")),
     reference_token_style=IMAGE_STYLE,  # [S4] (1.1): "reference images with [Image 1]"; the 1.0 page shows none
     notes="public URLs only (configure an upload bucket for local files); seed and watermark on 1.0 only",

@@ -9,7 +9,7 @@ from .base import ProviderAdapter
 from .dashscope import CAPS, DashScopeAdapter
 
 SIM_CAPS = dataclasses.replace(CAPS, name="simulator", display_name="Simulator (free, local)", key_env="",
-                               has_temp_store=True, max_concurrent_jobs=8,
+                               has_temp_store=True,
                                notes="runs on 127.0.0.1, makes real MP4s, charges nothing")
 SIM_PRICES = PriceTable(usd_per_second={(v, r): 0.0 for v in ("1.0", "1.1") for r in ("720p", "1080p")},
                         source="simulator: nothing is charged")

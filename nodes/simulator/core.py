@@ -128,6 +128,10 @@ class SimCore:
         self.blobs: dict[str, tuple[bytes, str]] = _Dated()          # uploaded objects (provider stores)
         self.public_blobs: dict[str, tuple[bytes, str]] = _Dated()   # /_sim/blobs: a stand-in public file host
         self.blob_downloads: Counter[str] = Counter()
+        # An account's limit of jobs at once per host (/_sim/limits); a submit over it is answered 429.
+        self.job_limits: dict[str, int] = {}
+        self.peak_jobs: Counter[str] = Counter()       # most unfinished jobs a host had at once
+        self.refused_busy: Counter[str] = Counter()    # submits answered 429 for the limit above
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sim-render")
         self._lock = threading.Lock()
 
@@ -163,6 +167,7 @@ class SimCore:
         with self._lock:
             self.jobs[job.id] = job
             self.submissions[spec.provider] += 1
+            self.peak_jobs[spec.provider] = max(self.peak_jobs[spec.provider], self.unfinished(spec.provider))
         if job.fail_reason is None and not job.stuck:
             job.render = self._pool.submit(self._render, job)
         return job
@@ -245,6 +250,21 @@ class SimCore:
         if job.finished_at is None:
             job.finished_at = time.time()
         return JobView("succeeded", job, elapsed=elapsed)
+
+    def unfinished(self, provider: str) -> int:
+        """Jobs of this host still queued or running (what a host's limit of jobs at once counts)."""
+        now = time.monotonic()
+        return sum(1 for j in list(self.jobs.values()) if j.spec.provider == provider and not j.canceled
+                   and (j.stuck or now - j.created < j.timing.queue_s + (
+                       j.timing.process_s / 2 if j.fail_reason is not None else j.timing.process_s)))
+
+    def at_limit(self, provider: str) -> bool:
+        """The account already has as many unfinished jobs at this host as its limit allows."""
+        limit = self.job_limits.get(provider)
+        if limit is None or self.unfinished(provider) < limit:
+            return False
+        self.refused_busy[provider] += 1
+        return True
 
     def ready_at(self, job: SimJob) -> float | None:
         """Wall-clock moment the job became collectable (nominal time, or later if rendering lagged)."""

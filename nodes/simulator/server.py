@@ -12,6 +12,8 @@ their POSTs must be JSON (a web page's form cannot send that without a preflight
                       quirks a real host may show: another 2xx code, a 2xx without the task id, an undocumented
                       status word, an error inside an HTTP 200 envelope (see fault_middleware)
   /_sim/timing        POST {"queue_s", "process_s"}
+  /_sim/limits        POST {"provider", "jobs_at_once": N | null}: the account's limit of unfinished jobs at that
+                      host; a submit over it is answered 429 in the host's shape, as a host at its cap does
   /_sim/blobs/{name}  PUT bytes / GET them back: a stand-in public file host for URL-only tests
 """
 from __future__ import annotations
@@ -114,6 +116,22 @@ def fault_middleware(sim: SimCore):
     return middleware
 
 
+def limits_middleware(sim: SimCore):
+    """A host at the account's limit of jobs at once refuses the submit with 429 before taking the job."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        provider = _provider_for(request.path)
+        mod = PROTOCOL_MODULES[provider] if provider else None
+        if mod is not None and mod.stage_of(request.method, request.path) == "submit" and sim.at_limit(provider):
+            sim.record_request(provider, request.method, request.path, dict(request.headers), {"refused": "busy"})
+            return mod.error_response(429, f"too many tasks at once for this account (limit "
+                                           f"{sim.job_limits[provider]}); retry later", {})
+        return await handler(request)
+
+    return middleware
+
+
 QUIRKS = ("answer_status", "no_id", "status_word")
 
 
@@ -181,7 +199,8 @@ async def local_only_middleware(request: web.Request, handler):
 
 
 def build_app(sim: SimCore, control: bool = False) -> web.Application:
-    app = web.Application(client_max_size=120 << 20, middlewares=[local_only_middleware, fault_middleware(sim)])
+    app = web.Application(client_max_size=120 << 20,
+                          middlewares=[local_only_middleware, fault_middleware(sim), limits_middleware(sim)])
     for mod in PROTOCOL_MODULES.values():
         app.add_routes(mod.routes(sim))
 
@@ -216,6 +235,8 @@ def build_app(sim: SimCore, control: bool = False) -> web.Application:
                             "finished": j.finished_at, "ready": sim.ready_at(j)} for j in sim.jobs.values()},
             "requests": {p: list(q) for p, q in sim.requests.items()},
             "blob_downloads": dict(sim.blob_downloads),
+            "peak_jobs": dict(sim.peak_jobs),
+            "refused_busy": dict(sim.refused_busy),
         })
 
     async def faults(request: web.Request) -> web.Response:
@@ -228,6 +249,15 @@ def build_app(sim: SimCore, control: bool = False) -> web.Application:
         sim.timing = SimTiming(float(data.get("queue_s", sim.timing.queue_s)),
                                float(data.get("process_s", sim.timing.process_s)))
         return web.json_response({"queue_s": sim.timing.queue_s, "process_s": sim.timing.process_s})
+
+    async def limits(request: web.Request) -> web.Response:
+        data = await request.json()
+        provider, limit = str(data["provider"]), data.get("jobs_at_once")
+        if limit is None:
+            sim.job_limits.pop(provider, None)
+        else:
+            sim.job_limits[provider] = int(limit)
+        return web.json_response({"jobs_at_once": sim.job_limits})
 
     async def put_blob(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -249,6 +279,7 @@ def build_app(sim: SimCore, control: bool = False) -> web.Application:
         app.router.add_get("/_sim/stats", stats)
         app.router.add_post("/_sim/faults", faults)
         app.router.add_post("/_sim/timing", timing)
+        app.router.add_post("/_sim/limits", limits)
     return app
 
 
