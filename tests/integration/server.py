@@ -129,7 +129,7 @@ class RunResult:
     history: dict
     messages: list[tuple[str, Any, float]]   # websocket JSON events (kind, data, monotonic arrival time)
     texts: list[tuple[float, str, str]]      # (monotonic time, node id, progress text)
-    seconds: float
+    seconds: float                           # from POST /prompt to the prompt's last event (what the UI shows)
 
     @property
     def status(self) -> str:
@@ -194,8 +194,9 @@ async def run_prompt(server: ComfyServer, prompt: dict, *, timeout_s: float = 24
             if payload.get("prompt_id") == prompt_id and data["type"] in (
                     "execution_success", "execution_error", "execution_interrupted"):
                 break
+    seconds = now - t0           # the history is fetched after: its polling is not the prompt's time
     history = await _history(server, prompt_id)
-    return RunResult(prompt_id, history, messages, texts, time.monotonic() - t0)
+    return RunResult(prompt_id, history, messages, texts, seconds)
 
 
 async def _history(server: ComfyServer, prompt_id: str) -> dict:
