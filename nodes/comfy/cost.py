@@ -6,7 +6,6 @@ from typing import Any
 from comfy_api.latest import io, ui
 
 from . import specs
-from .estimates import breakdown, price_from_mode_combo, usd_or_unknown
 from .schema import build_schema
 from .words import COST_ESTIMATE, in_widget_words
 
@@ -19,6 +18,8 @@ class CostEstimate(io.ComfyNode):
     @classmethod
     @in_widget_words(COST_ESTIMATE)
     def execute(cls, **values: Any) -> io.NodeOutput:
+        from .estimates import breakdown, price_from_mode_combo, usd_or_unknown     # loaded on first use
+
         v = specs.with_defaults(specs.cost_estimate().fields, values)
         mode, source_video = v.get("mode"), v.get("source_video")
         seconds = float(source_video.get_duration()) if source_video is not None else None

@@ -15,9 +15,7 @@ import comfy.utils
 import folder_paths
 from server import PromptServer
 
-from ..engine.jobs import job_view
-from ..engine.ledger import Ledger
-from ..engine.runner import Progress
+from ..engine.progress import Progress
 from ..providers.registry import ADAPTERS
 from .display import progress_fraction, progress_text
 
@@ -44,6 +42,9 @@ _events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="happyhorse-event
 
 
 def _send_job_event(provider: str, task_id: str) -> None:
+    from ..engine.jobs import job_view
+    from ..engine.ledger import Ledger
+
     try:
         rec = Ledger(ledger_path()).find_task(task_id, provider)
         if rec is not None:

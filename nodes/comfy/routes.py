@@ -20,15 +20,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..engine.budget import spend_summary
 from ..engine.errors import HappyHorseError
-from ..engine.jobs import cancel_unfollowed, job_view, list_jobs, video_file
-from ..engine.ledger import Ledger
 from ..providers.registry import ADAPTERS, resolve_endpoint, setup_status
-from .estimates import price_for_widgets
+
+if TYPE_CHECKING:
+    from ..engine.ledger import Ledger
 
 ROUTE = "/happyhorse/price"
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -36,6 +36,8 @@ MAX_LIMIT = 200
 
 
 async def price(request: web.Request) -> web.Response:
+    from .estimates import price_for_widgets        # loaded on the first price asked, not at ComfyUI's start
+
     try:
         body = await request.json()
         answer = price_for_widgets(str(body["node_type"]), dict(body["widgets"]))
@@ -58,6 +60,9 @@ class Panel:
     cancel_running: Callable[[str, str], bool] = lambda provider, task_id: False
 
     def ledger(self) -> Ledger:
+        # The ledger, jobs and spend modules load on the panel's first request, not at ComfyUI's start.
+        from ..engine.ledger import Ledger
+
         return Ledger(self.ledger_path)
 
     async def job(self, request: web.Request):
@@ -74,10 +79,14 @@ class Panel:
         raw = request.query.get("limit", "50")
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
             return _refuse(400, f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+        from ..engine.jobs import list_jobs
+
         jobs = await asyncio.to_thread(lambda: list_jobs(self.ledger(), ADAPTERS, self.output_dir, int(raw)))
         return web.json_response({"jobs": jobs})
 
     async def status(self, request: web.Request) -> web.Response:
+        from ..engine.budget import spend_summary
+
         try:
             setup = await asyncio.to_thread(setup_status)
         except HappyHorseError as exc:      # e.g. a config file that is not valid TOML: say so, show nothing of it
@@ -94,6 +103,8 @@ class Panel:
         return web.json_response({"setup": setup, "spend": spend})
 
     async def video(self, request: web.Request) -> web.StreamResponse:
+        from ..engine.jobs import video_file
+
         rec = await self.job(request)
         path = await asyncio.to_thread(video_file, rec, self.output_dir)
         if path is None:
@@ -107,6 +118,8 @@ class Panel:
         return web.FileResponse(path, headers=headers)
 
     async def cancel(self, request: web.Request) -> web.Response:
+        from ..engine.jobs import cancel_unfollowed, job_view
+
         rec = await self.job(request)
         view = await asyncio.to_thread(job_view, rec, ADAPTERS, self.output_dir)
         if not view["can_cancel"]:

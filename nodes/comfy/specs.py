@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.capabilities import RATIOS_11, VersionCaps
-from ..engine.imageprep import FIT_CHOICES
+from ..engine.capabilities import FIT_CHOICES, RATIOS_11, VersionCaps
 from ..engine.promptcheck import token_for
 from ..engine.request import MODE_TITLES
 from ..engine.routing import AUTO as AUTO_PROVIDER

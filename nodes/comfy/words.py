@@ -41,7 +41,7 @@ def _number(name: str) -> int:
 
 
 def reference_labels(images: Any, slots: dict[str, Any] | None) -> list[str]:
-    """Where each reference came from, in [Image N] order (generation.reference_media): the batch input's
+    """Where each reference came from, in [Image N] order (running.reference_media): the batch input's
     pictures, then the connected sockets in numeric order; a socket holding a batch names each picture."""
     labels = [f"images #{i}" if _count(images) > 1 else "images" for i in range(1, _count(images) + 1)]
     for key in sorted((k for k, v in (slots or {}).items() if v is not None), key=_number):

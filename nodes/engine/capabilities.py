@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 
 RATIOS_10: tuple[str, ...] = ("16:9", "9:16", "1:1", "4:3", "3:4")
 RATIOS_11: tuple[str, ...] = RATIOS_10 + ("21:9", "9:21", "5:4", "4:5")
+# Inputs outside a host's limits (below): off, refused; or every repair on (imageprep.py), a refused shape
+# cropped or padded. Here, not in imageprep, so the node schemas read it without loading the repair code.
+FIT_CHOICES: tuple[str, ...] = ("off", "crop", "pad")
 
 
 @dataclass(frozen=True)

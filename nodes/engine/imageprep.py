@@ -17,7 +17,7 @@ from fractions import Fraction
 import av
 from PIL import Image, ImageOps
 
-from .capabilities import ImageLimits, ProviderCaps, VideoLimits
+from .capabilities import FIT_CHOICES, ImageLimits, ProviderCaps, VideoLimits
 from .errors import ValidationError, Violation
 from .media import MediaError, VideoInfo, inspect_image, probe_video
 from .request import GenerationRequest, MediaInput
@@ -49,10 +49,6 @@ class MediaFixes:
             raise ValueError(f"reframe must be one of {', '.join(REFRAMES)}, got {self.reframe!r}")
         if self.ratio is not None:
             parse_ratio(self.ratio)
-
-
-# What the user picks: off, or every repair on with images of a refused shape cropped or padded.
-FIT_CHOICES = ("off", "crop", "pad")
 
 
 def fit_all(reframe: str, ratio: str | None = None) -> MediaFixes:

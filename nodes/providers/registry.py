@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..engine.capabilities import ProviderCaps
 from ..engine.config import Secret, Settings
 from ..engine.errors import ConfigError, ValidationError, Violation
-from ..engine.ledger import Ledger
 from .aimlapi import AimlApiAdapter
 from .apiframe import ApiframeAdapter
 from .apixo import ApixoAdapter
@@ -17,6 +17,9 @@ from .dashscope_regions import REGIONS, Region, check_workspace_id, region_named
 from .getimg import GetimgAdapter
 from .reapi import ReApiAdapter
 from .simulator import SimulatorAdapter
+
+if TYPE_CHECKING:
+    from ..engine.ledger import Ledger
 
 ADAPTERS: dict[str, ProviderAdapter] = {a.name: a for a in (
     SimulatorAdapter(), DashScopeAdapter(), GetimgAdapter(), ApixoAdapter(), ApiframeAdapter(), AimlApiAdapter(),

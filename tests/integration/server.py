@@ -216,3 +216,33 @@ class PromptRejected(Exception):
 
 def python_for_comfy() -> str:
     return os.environ.get("COMFYUI_PYTHON") or sys.executable
+
+
+@dataclass(frozen=True)
+class PackLoad:
+    """What loading the pack cost ComfyUI at start-up, read from a log written with PYTHONPROFILEIMPORTTIME=1."""
+
+    modules: tuple[str, ...]        # every module first imported while the pack's entry loaded (ours relative)
+    import_s: float                 # Python's own figure for that import (cumulative, includes the tracing)
+    comfy_line_s: float | None      # ComfyUI's "Import times for custom nodes" figure (one decimal)
+
+
+def pack_load(log: str, pack_name: str = PACK_NAME) -> PackLoad:
+    """The import tree under the pack's entry module (importtime prints a module's children before it, indented
+    deeper), and ComfyUI's own line for the pack."""
+    rows = [line.split("|") for line in log.splitlines() if line.startswith("import time:")]
+    ours = f"custom_nodes/{pack_name}."
+    entry = max(i for i, r in enumerate(rows) if r[2].rstrip().endswith(ours + "nodes.comfy.extension"))
+
+    def depth(row: list[str]) -> int:
+        return len(row[2]) - len(row[2].lstrip())
+
+    names, i = [], entry - 1
+    while i >= 0 and depth(rows[i]) > depth(rows[entry]):
+        names.append(rows[i][2].strip())
+        i -= 1
+    modules = tuple(n.split(ours, 1)[1] if ours in n else n for n in reversed(names))
+    comfy = [line for line in log.splitlines() if line.rstrip().endswith(f"custom_nodes/{pack_name}")
+             and "seconds:" in line]
+    seconds = float(comfy[-1].split("seconds:")[0].split()[-1]) if comfy else None
+    return PackLoad(modules, int(rows[entry][1]) / 1e6, seconds)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import base64
 import mimetypes
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..http import Transport
 from ..protocol import MediaRef
 from ..request import GenerationRequest, MediaInput
-from .cache import UploadCache
 from .choice import (AUTO, DATA_URI, INLINE_MAX_BYTES, PROVIDER_STORE, S3, UPLOAD_CHOICES, check_uploadable,
                      plan_uploads)
 from .s3 import ENV as S3_ENV, S3Bucket, S3Settings
@@ -25,6 +24,18 @@ from .store import ProviderStore, StoreForm
 __all__ = ["AUTO", "DATA_URI", "INLINE_MAX_BYTES", "PROVIDER_STORE", "S3", "S3_ENV", "UPLOAD_CHOICES",
            "S3Settings", "StoreForm", "UploadCache", "check_uploadable", "data_uri", "plan_uploads",
            "prepare_media"]
+
+if TYPE_CHECKING:
+    from .cache import UploadCache
+
+
+def __getattr__(name: str) -> Any:
+    # The cache (and the SQLite it keeps) loads when an upload first needs it, not with the choice constants
+    # that the node schemas and the CLI read at start-up.
+    if name == "UploadCache":
+        from .cache import UploadCache
+        return UploadCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def media_mime(m: MediaInput) -> str:
@@ -53,6 +64,7 @@ async def prepare_media(req: GenerationRequest, endpoint: Any, transport: Transp
                 url = data_uri(m)
             else:
                 if cache is None:
+                    from .cache import UploadCache
                     cache = UploadCache()
                     stack.callback(cache.close)
                 if way not in backends:
