@@ -22,7 +22,7 @@ import tracemalloc
 import av
 import numpy as np
 from happyhorse.comfy.tensors import FrameCollector, FrameLimits, decode_video_frames
-from happyhorse.engine.media import decode_frames_into, plan_frames, probe_video, verify_video
+from happyhorse.engine.media import decode_frames_into, frames_buffer, plan_frames, probe_video, verify_video
 from happyhorse.simulator.video import ClipSpec, output_size, render_clip
 
 from benchmarks.figures import Figure
@@ -38,7 +38,7 @@ def naive_decode(path: str) -> np.ndarray:
 
 def bounded_decode(path: str, max_frames: int, max_side: int) -> np.ndarray:
     plan = plan_frames(probe_video(path), max_frames=max_frames, max_side=max_side)
-    out = np.empty((plan.count, plan.height, plan.width, 3), dtype=np.float32)
+    out = frames_buffer(plan)             # what the nodes' decode allocates (tracemalloc sees numpy's memory)
     decode_frames_into(path, plan, out)
     return out
 

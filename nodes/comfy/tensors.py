@@ -27,6 +27,7 @@ from ..engine.media import (
     encode_image,
     estimate_frames_bytes,
     frame_rgb,
+    frames_buffer,
     plan_frames,
     probe_video,
     store_frame,
@@ -189,7 +190,7 @@ class FrameCollector:
     def begin(self, info: VideoInfo) -> None:
         self._result = None            # a new attempt: drop the last one's tensor before allocating
         plan, note = plan_output_frames(info, self.limits)
-        tensor = torch.empty((plan.count, plan.height, plan.width, 3), dtype=torch.float32)
+        tensor = torch.from_numpy(frames_buffer(plan))
         self._result = FramesResult(frames=tensor, plan=plan, source_frames=info.frame_count, note=note)
         self._slots = {index: slot for slot, index in enumerate(plan.indices)}
         self._out, self._written = tensor.numpy(), 0
@@ -212,7 +213,7 @@ def decode_video_frames(path: str, limits: FrameLimits) -> FramesResult:
     """Decode the planned frames straight into one preallocated float32 tensor (no full-clip copy)."""
     info = probe_video(path)
     plan, note = plan_output_frames(info, limits)
-    frames = torch.empty((plan.count, plan.height, plan.width, 3), dtype=torch.float32)
+    frames = torch.from_numpy(frames_buffer(plan))
     written = decode_frames_into(path, plan, frames.numpy())
     # The header's frame count can overstate the decodable frames by one or two.
     return FramesResult(frames=frames[:written], plan=plan, source_frames=info.frame_count, note=note)
