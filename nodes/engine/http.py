@@ -89,6 +89,11 @@ def retry_after_seconds(headers: dict[str, str]) -> float | None:
             if parsed is not None:
                 return max(0.0, parsed.timestamp() - time.time())
     reset = lower.get("x-ratelimit-reset") or lower.get("ratelimit-reset")
+    remaining = (lower.get("x-ratelimit-remaining") or lower.get("ratelimit-remaining") or "").strip()
+    if remaining and remaining != "0":
+        # The window still has room (getimg sends these headers on every reply): its reset time says nothing
+        # about this failure, so a 5xx is retried with the usual backoff, not held until the window ends.
+        return None
     if reset:
         try:
             n = float(reset)

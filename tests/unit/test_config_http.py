@@ -45,6 +45,9 @@ def test_bad_base_url_rejected(monkeypatch):
 def test_retry_after_parsing():
     assert retry_after_seconds({"Retry-After": "3"}) == 3
     assert retry_after_seconds({"x-ratelimit-reset": "7"}) == 7
+    assert retry_after_seconds({"X-RateLimit-Reset": "7", "X-RateLimit-Remaining": "0"}) == 7
+    # Room left in the window (getimg sends the headers on every reply): a 5xx is not held until the reset.
+    assert retry_after_seconds({"X-RateLimit-Reset": "60", "X-RateLimit-Remaining": "99"}) is None
     assert retry_after_seconds({}) is None
 
 
