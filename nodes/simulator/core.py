@@ -23,6 +23,7 @@ import aiohttp
 
 from ..engine.http import is_loopback
 from ..engine.media import probe_video_bytes
+from .renders import RenderCache, clip_key
 from .video import ClipSpec, output_size, render_clip, size_for_image
 
 
@@ -106,6 +107,7 @@ class _Dated(dict):
 
 
 WORKDIR_PREFIX = "happyhorse-sim-"
+RENDERS = RenderCache(WORKDIR_PREFIX)    # clips by request, shared by every simulator in this process
 KEEP_S = 3600.0     # how long a finished job (its MP4, its status) and an uploaded file stay; hosts keep ~24 h
 
 
@@ -192,25 +194,28 @@ class SimCore:
 
     def _render(self, job: SimJob) -> str:
         s = job.spec
-        src_path = None
-        if s.source_video:
-            src_path = os.path.join(self.workdir, f"{job.id}-src.mp4")
-            with open(src_path, "wb") as fh:
-                fh.write(s.source_video)
+        clip = ClipSpec(width=job.width, height=job.height, duration_s=job.out_seconds, prompt=s.prompt, mode=s.mode,
+                        first_frame=s.first_frame, reference_images=list(s.reference_images), seed=s.seed,
+                        watermark=s.watermark, keep_source_audio=(s.audio_setting == "origin"),
+                        label=f"simulated {s.provider} {s.model or s.mode}")
         out = os.path.join(self.workdir, f"{job.id}.mp4")
         tmp = out + ".tmp.mp4"
-        try:
-            render_clip(ClipSpec(width=job.width, height=job.height, duration_s=job.out_seconds, prompt=s.prompt,
-                                 mode=s.mode, first_frame=s.first_frame, reference_images=list(s.reference_images),
-                                 source_video=src_path, seed=s.seed, watermark=s.watermark,
-                                 keep_source_audio=(s.audio_setting == "origin"),
-                                 label=f"simulated {s.provider} {s.model or s.mode} {job.id[:8]}"), tmp)
-            os.replace(tmp, out)
-        finally:
-            if src_path:
-                os.unlink(src_path)
+        RENDERS.produce(clip_key(clip, s.source_video), tmp, lambda path: self._render_new(clip, job, path))
+        os.replace(tmp, out)
         job.rendered_at = time.time()
         return out
+
+    def _render_new(self, clip: ClipSpec, job: SimJob, path: str) -> None:
+        if not job.spec.source_video:
+            render_clip(clip, path)
+            return
+        clip.source_video = os.path.join(self.workdir, f"{job.id}-src.mp4")
+        try:
+            with open(clip.source_video, "wb") as fh:
+                fh.write(job.spec.source_video)
+            render_clip(clip, path)
+        finally:
+            os.unlink(clip.source_video)
 
     def prune(self, now: float | None = None) -> list[str]:
         """Drop jobs (and their MP4s) and uploaded files older than keep_s; returns the dropped job ids."""
