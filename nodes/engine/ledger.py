@@ -211,7 +211,9 @@ class Ledger:
                      status=LedgerStatus.SUBMITTED.value, history=json.dumps([{"status": "collect", "at": now}]))
         return job_id
 
-    def update(self, job_id: str, *, status: LedgerStatus | None = None, **fields: Any) -> None:
+    def update(self, job_id: str, *, status: LedgerStatus | None = None, noted: dict | None = None,
+               **fields: Any) -> None:
+        """noted: kept with a status change in the history (when polls saw it: "after", "began")."""
         allowed = {"task_id", "video_url", "local_path", "billed_seconds", "cost_usd", "error", "size_bytes",
                    "sha256", "usage"}
         bad = set(fields) - allowed
@@ -227,7 +229,7 @@ class Ledger:
             history = json.loads(row["history"])
             status = LedgerStatus(status).value if status is not None else row["status"]
             if status != row["status"]:
-                history.append({"status": status, "at": now})
+                history.append({"status": status, "at": now, **(noted or {})})
             sets = ["updated_at=?", "status=?", "history=?"] + [f"{k}=?" for k in fields]
             args = [now, status, json.dumps(history), *fields.values(), job_id]
             db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", args)
@@ -257,6 +259,15 @@ class Ledger:
         """Every job recorded at or after this moment (epoch seconds), oldest first."""
         with self._connect() as db:
             return _since(db, created_after)
+
+    def finished(self, provider: str, limit: int) -> list[JobRecord]:
+        """The newest jobs of a provider that reached a result, newest first (what durations.py learns from)."""
+        sql = ("SELECT * FROM jobs WHERE provider=? AND status IN (?, ?, ?) AND mode!='' "
+               "ORDER BY created_at DESC LIMIT ?")
+        args = (provider, LedgerStatus.DONE.value, LedgerStatus.SUCCEEDED.value, LedgerStatus.DOWNLOAD_FAILED.value,
+                limit)
+        with self._connect() as db:
+            return [_record(r) for r in db.execute(sql, args).fetchall()]
 
     def recent(self, limit: int = 20, status: LedgerStatus | None = None) -> list[JobRecord]:
         sql = "SELECT * FROM jobs" + (" WHERE status=?" if status else "") + " ORDER BY created_at DESC LIMIT ?"
@@ -294,7 +305,7 @@ class LedgerEntry:
         self.ledger = ledger
         self.id = job_id if ledger is not None else None
 
-    async def mark(self, status: LedgerStatus | None = None, **fields: Any) -> None:
+    async def mark(self, status: LedgerStatus | None = None, noted: dict | None = None, **fields: Any) -> None:
         # SQLite may wait up to its timeout for another process's lock: never on the event loop.
         if self.ledger is not None and self.id is not None:
-            await asyncio.to_thread(self.ledger.update, self.id, status=status, **fields)
+            await asyncio.to_thread(self.ledger.update, self.id, status=status, noted=noted, **fields)

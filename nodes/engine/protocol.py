@@ -55,6 +55,8 @@ class JobStatus:
     cost_usd: float | None = None
     usage: dict | None = None           # the host's usage record as sent
     prompt: str | None = None           # the prompt the host says the task was given, where it says so
+    progress: float | None = None       # 0..1, where the host reports how far the job is (Apiframe)
+    queued_s: float | None = None       # how long it waited before running, by the host's own clock (DashScope)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", JobState(self.state))

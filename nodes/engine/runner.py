@@ -12,14 +12,15 @@ Each concern has one home; put new logic in the module that owns it:
                   -> Reuse | Attach | Refetch | None (or SubmitUncertain, VideoGone). Reconciling with a host's
                   task list goes here.
     submit.py     the paid POST and its ledger record; waiting while a host answers 429 (at its limit).
-    follow.py     polling a task until it finishes: the rhythm (next_poll_delay, poll_bounds - the polling
-                  policy), time limits, mapping final states to errors, cancel at the provider (CancelOutcome).
+    follow.py     polling a task until it finishes: the rhythm (Pace, PollPolicy, the host's rate limit),
+                  time limits, mapping final states to errors, cancel at the provider (CancelOutcome).
                   Host words for states are mapped to JobState by each adapter's parse_poll, not here.
     delivery.py   the output file: target path and its writable check (before anything is paid), download
                   (retries, caps, hashed as it streams), full-decode verify, atomic move; SavedVideo (absolute
                   path, size, sha256) and the check that a reused file is still that very file.
     progress.py   Phase, Progress (what the user sees) and Watch (progress ticks, cancel checks at every wait).
     ledger.py     the journal and its typed LedgerStatus; LedgerEntry is one run's handle on its record.
+    durations.py  how long a host takes per shape, learned from the ledger: the forecast the pace aims at.
     http.py       the transport (retries, redaction, download caps). uploads/ gets inputs to the provider.
 
 Host-neutral: it talks to a provider only through an adapter's HttpCalls. Cancellable within a fraction of a
@@ -42,7 +43,8 @@ from .budget import SpendGuard
 from .capabilities import ProviderCaps
 from .delivery import SavedVideo, check_writable, copy_saved, download_video, target_path
 from .errors import DownloadError, ProviderError, SubmitRefused, SubmitUncertain, VideoGone
-from .follow import Follower
+from .durations import DurationModel
+from .follow import Follower, PollPolicy
 from .http import Transport, redact_url
 from .later import Later
 from .ledger import Ledger, LedgerEntry, LedgerStatus
@@ -71,8 +73,10 @@ class RunOptions:
     max_download_bytes: int = 1 << 30
     download_attempts: int = 3
     force_new: bool = False                   # True: always submit a new (paid) job, never attach or reuse
-    poll_bounds: tuple[float, float] | None = None   # (min, max) seconds between polls; None: the adapter's
-    expected_s: float | None = None           # expected submit-to-result time; None: the adapter's estimate
+    poll: PollPolicy | None = None            # the host's polling limits; None: the adapter's (follow.poll_policy)
+    # Submit-to-result time assumed while the ledger has no finished job of this host (None: the adapter's
+    # estimate); the ledger's history wins once there is some (durations.py).
+    expected_s: float | None = None
     upload: str = "auto"                      # how input files reach the provider: uploads.UPLOAD_CHOICES
     # Gets the pictures of the download's verification pass (media.FrameSink): frames at no second decode.
     # Not called when an identical earlier job's file is reused (nothing is downloaded then).
@@ -194,15 +198,17 @@ class JobRunner:
                 watch.update(Phase.SUBMITTING)
                 sent_at = time.time()
                 try:
-                    task_id = await submit(self.adapter, transport, req, media, entry, watch, opts.busy_wait_s)
+                    task_id, submitted = await submit(self.adapter, transport, req, media, entry, watch,
+                                                      opts.busy_wait_s)
                 except SubmitUncertain as exc:
                     if not self.adapter.lists_tasks:
                         raise
                     task_id = await self._search_lost(transport, req, sent_at, entry.id, watch, exc)
                     await entry.mark(LedgerStatus.SUBMITTED, task_id=task_id)
+                    submitted = time.monotonic() - (time.time() - sent_at)     # the job's age, roughly
                 claim.resolve(task_id)
                 watch.task_id = task_id
-                return await self._follow(transport, task_id, req, est, opts, watch, entry)
+                return await self._follow(transport, task_id, req, est, opts, watch, entry, submitted=submitted)
 
     async def collect(self, task_id: str, req: GenerationRequest | None = None, opts: RunOptions | None = None,
                       on_progress: Callable[[Progress], None] | None = None,
@@ -327,18 +333,27 @@ class JobRunner:
         return result
 
     async def _follow(self, transport: Transport, task_id: str, req: GenerationRequest, est: Estimate,
-                      opts: RunOptions, watch: Watch, entry: LedgerEntry, cancel_job: bool = True) -> JobResult:
-        """From a task id to a verified local video: poll until finished, download, record it done."""
+                      opts: RunOptions, watch: Watch, entry: LedgerEntry, cancel_job: bool = True,
+                      submitted: float | None = None) -> JobResult:
+        """From a task id to a verified local video: poll until finished, download, record it done.
+        submitted: when this run's submit was answered (time.monotonic()); its time is then forecast from the
+        ledger's history. None (attach, collect, refetch): the job's age is unknown."""
         from .media import probe_video
 
-        watch.expected = opts.expected_s or self.adapter.expected_seconds(req)
+        forecast = None
+        if submitted is not None:       # the ledger is SQLite: read off the event loop
+            model = await asyncio.to_thread(DurationModel.from_ledger, self.ledger, self.adapter)
+            forecast = model.forecast(req, opts.expected_s)
+            watch.expected = watch.elapsed() + forecast.total.quantile(0.5)
+        else:
+            watch.expected = opts.expected_s or self.adapter.expected_seconds(req)
         later = Later.of(self.endpoint)
         follower = Follower(self.adapter, transport, task_id, watch, entry, timeout_s=opts.timeout_s,
-                            queue_timeout_s=opts.queue_timeout_s, bounds=opts.poll_bounds, later=later,
-                            cancel_job=cancel_job)
+                            queue_timeout_s=opts.queue_timeout_s, policy=opts.poll, forecast=forecast, later=later,
+                            cancel_job=cancel_job, submitted=submitted)
         watch.start_ticker()
         try:
-            status = await follower.until_finished(watch.expected)
+            status = await follower.until_finished()
             saved = await download_video(
                 transport, status.video_url, target_path(opts.out_path, opts.out_dir, self.adapter.name, req.mode,
                                                          task_id),

@@ -26,8 +26,9 @@ BUSY_RETRY_MAX_S = 15.0      # between submits to a host at its limit, when it n
 
 
 async def submit(adapter, transport: Transport, req: GenerationRequest, media: list[MediaRef],
-                 entry: LedgerEntry, watch: Watch, busy_wait_s: float | None = None) -> str:
-    """POST the job; returns the provider's task id, recorded in the ledger before anything else happens.
+                 entry: LedgerEntry, watch: Watch, busy_wait_s: float | None = None) -> tuple[str, float]:
+    """POST the job; returns the provider's task id, recorded in the ledger before anything else happens, and
+    when the host's answer came (time.monotonic(): the job's age is counted from there).
 
     busy_wait_s: how long to keep sending it again while the host answers 429 (None: until it takes the job or
     the user cancels; 0: refuse at once, e.g. so provider auto can offer the job to the next host)."""
@@ -36,6 +37,7 @@ async def submit(adapter, transport: Transport, req: GenerationRequest, media: l
     while True:
         try:
             reply = await transport.submit(call, ok=adapter.submit_ok)
+            answered = time.monotonic()
             break
         except SubmitUncertain as exc:
             await entry.mark(LedgerStatus.UNCERTAIN, error=str(exc))
@@ -60,7 +62,7 @@ async def submit(adapter, transport: Transport, req: GenerationRequest, media: l
         raise
     await entry.mark(LedgerStatus.SUBMITTED, task_id=task_id, **({"error": None} if tries else {}))
     log.info("%s accepted the job: task %s (ledger %s)", adapter.name, task_id, entry.id)
-    return task_id
+    return task_id, answered
 
 
 async def _wait_for_host(adapter, exc: ProviderError, entry: LedgerEntry, watch: Watch, tries: int) -> None:

@@ -22,6 +22,8 @@ Undocumented ([U]) and guessed here, each in one place:
                           name `duration` is assumed.
   map_error - the error body is assumed {"error": {"code", "message"}}, a 402 adding "balance" and "required"
               (the FAQ says it reports both); a plain {"error": "..."} is read too.
+  progress - a bare number in the job object [S2]; read as percent (0-100) of the whole job since submit,
+             growing evenly (follow.Pace.progressed); a value outside 0-100 is ignored.
   prompt - taken to be required in every mode (it is a top-level field of every example), so an empty
            image-to-video prompt is refused before sending rather than sent into a 400.
 """
@@ -113,9 +115,11 @@ class ApiframeAdapter(ProviderAdapter):
         state = self.job_state(reply, raw, STATES, "status")
         usage = {"creditCost": body["creditCost"]} if body.get("creditCost") is not None else None
         result = body.get("result") if isinstance(body.get("result"), dict) else {}
+        progress = body.get("progress")
         return JobStatus(state=state, raw_state=raw, video_url=result.get("videoUrl"),
                          error_message=str(body.get("error") or "") if raw == "FAILED" else "",
-                         usage=usage)
+                         usage=usage, progress=progress / 100 if isinstance(progress, (int, float))
+                         and not isinstance(progress, bool) and 0 <= progress <= 100 else None)
 
     def map_error(self, reply: HttpReply) -> ProviderError:
         body = body_dict(reply)

@@ -36,8 +36,10 @@ class ProviderAdapter:
     prices: PriceTable
     default_base_url: str = ""
     submit_ok: tuple[int, ...] = SUBMIT_OK
-    poll_min_s: float = 2.0             # do not poll faster than this
-    poll_max_s: float = 10.0
+    # Polling limits (engine/follow.PollPolicy): each adapter cites its host's documented figure or says [U].
+    poll_min_s: float = 2.0             # never poll one job sooner than this after the last poll
+    poll_max_s: float = 10.0            # never wait longer than this between polls
+    poll_max_qps: float | None = None   # the host's documented per-account limit on status queries
     lists_tasks: bool = False           # the host documents a list of the account's tasks (list_tasks_call)
 
     # --- auth -------------------------------------------------------------------------------------

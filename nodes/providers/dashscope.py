@@ -8,6 +8,12 @@ HappyHorseVideoEditApi]. Unset here means nothing is sent and the source keeps i
 
 Submit POST /api/v1/services/aigc/video-generation/video-synthesis (X-DashScope-Async: enable required),
 poll GET /api/v1/tasks/{id}, cancel POST /api/v1/tasks/{id}/cancel (only while PENDING).
+Polling [E: Model Studio "Asynchronous task management API", alibabacloud.com/help/en/model-studio/
+manage-asynchronous-tasks]: the task query is limited to 20 QPS per Alibaba Cloud account (all its keys
+together) - poll_max_qps; its reply carries output.submit_time and output.scheduled_time ("when it started
+running", e.g. "2023-12-20 21:36:39.009"), whose difference is the time the job waited (JobStatus.queued_s,
+by the host's clock, so no clock skew). The video pages advise polling every 15 s (poll_max_s); no per-task
+minimum is documented (poll_min_s is ours).
 Temporary upload store: GET /api/v1/uploads?action=getPolicy&model=..., then a signed form POST (no key) to the
 policy's OSS host; the submit then names the file oss://{key} with X-DashScope-OssResourceResolve: enable.
 Regions (Singapore, Beijing, Virginia, Frankfurt, workspace domains) are in dashscope_regions.py: one adapter per
@@ -31,6 +37,7 @@ import dataclasses
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..engine.capabilities import RATIOS_10, RATIOS_11, ProviderCaps, VersionCaps
 from ..engine.errors import ProviderError
@@ -96,7 +103,9 @@ class DashScopeAdapter(ProviderAdapter):
     """One per region: region None is an endpoint that is not one of Alibaba's (a proxy)."""
 
     name = "dashscope"
-    poll_min_s = 1.0
+    poll_min_s = 0.5                    # one job's share of the 20 QPS: 2 per second leaves room for 10 at once
+    poll_max_s = 15.0                   # the docs' advised interval
+    poll_max_qps = 20.0                 # the task query's documented per-account limit
     lists_tasks = True
 
     def __init__(self, region: Region | None = DEFAULT_REGION):
@@ -193,7 +202,8 @@ class DashScopeAdapter(ProviderAdapter):
         return JobStatus(state=state, raw_state=raw, video_url=out.get("video_url"),
                          error_code=str(out.get("code") or ""), error_message=str(out.get("message") or ""),
                          billed_seconds=billed, usage=usage,
-                         prompt=out.get("orig_prompt") if isinstance(out.get("orig_prompt"), str) else None)
+                         prompt=out.get("orig_prompt") if isinstance(out.get("orig_prompt"), str) else None,
+                         queued_s=_seconds_between(out.get("submit_time"), out.get("scheduled_time")))
 
     # --- temporary upload store -------------------------------------------------------------------
     def upload_policy_call(self, req: GenerationRequest) -> HttpCall:
@@ -252,6 +262,17 @@ class DashScopeAdapter(ProviderAdapter):
             return self._error(reply, f"rate limited ({code or 'Throttling'}); slow down or retry later",
                                kind=kind, code=code)
         return self._error(reply, f"{code + ': ' if code else ''}{message}", kind=kind, code=code)
+
+
+def _seconds_between(start, end) -> float | None:
+    """end - start for two of the host's timestamps ("2023-12-20 21:36:31.896"); None if either is missing or
+    unreadable (the polling then does without)."""
+    try:
+        a, b = (datetime.strptime(str(v), "%Y-%m-%d %H:%M:%S.%f") for v in (start, end))
+    except (TypeError, ValueError):
+        return None
+    seconds = (b - a).total_seconds()
+    return seconds if seconds >= 0 else None
 
 
 def _xml_text(text: str, tag: str) -> str:

@@ -166,6 +166,7 @@ class SimCore:
                 job.stuck = True
             elif fault.get("kind") == "slow":
                 job.timing.process_s += float(fault.get("seconds", 5))
+                job.timing.queue_s += float(fault.get("queue_seconds", 0))
         with self._lock:
             self.jobs[job.id] = job
             self.submissions[spec.provider] += 1

@@ -8,7 +8,7 @@ their POSTs must be JSON (a web page's form cannot send that without a preflight
   /_sim/stats         submissions per host, jobs, recent requests (for tests)
   /_sim/faults        POST a fault to inject: {"provider", "stage", "kind", ...}; stages:
                       submit | poll | cancel | upload (HTTP level, see fault_middleware),
-                      job (kind fail + reason, stuck, slow + seconds), download (truncate | corrupt | status);
+                      job (kind fail + reason, stuck, slow + seconds [+ queue_seconds]), download (truncate | corrupt | status);
                       quirks a real host may show: another 2xx code, a 2xx without the task id, an undocumented
                       status word, an error inside an HTTP 200 envelope (see fault_middleware)
   /_sim/timing        POST {"queue_s", "process_s"}

@@ -162,6 +162,8 @@ async def test_task_id_recorded_before_polling(runner, sim, tmp_path):
         if p.phase in ("queued", "running") and not statuses_at_first_poll:
             statuses_at_first_poll.append(runner.ledger.find_task(p.task_id))
 
+    # Long enough that a poll sees it unfinished (a fresh job's first poll waits for the pace).
+    http("POST", sim.url + "/_sim/faults", {"provider": "dashscope", "stage": "job", "kind": "slow", "seconds": 2})
     res = await runner.run(GenerationRequest(mode="t2v", prompt="a", duration_s=3), RunOptions(out_dir=str(tmp_path)),
                            on_progress=on_progress)
     assert statuses_at_first_poll[0] is not None and statuses_at_first_poll[0].task_id == res.task_id

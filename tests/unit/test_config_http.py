@@ -7,7 +7,6 @@ from aiohttp import web
 from happyhorse.engine.config import Secret
 from happyhorse.engine.errors import ConfigError, ProviderError, SubmitUncertain
 from happyhorse.engine.http import HttpCall, RetryPolicy, Transport, retry_after_seconds
-from happyhorse.engine.follow import next_poll_delay
 from happyhorse.providers.registry import resolve_endpoint
 
 
@@ -49,14 +48,6 @@ def test_retry_after_parsing():
     # Room left in the window (getimg sends the headers on every reply): a 5xx is not held until the reset.
     assert retry_after_seconds({"X-RateLimit-Reset": "60", "X-RateLimit-Remaining": "99"}) is None
     assert retry_after_seconds({}) is None
-
-
-def test_poll_delay_adapts():
-    # Far from the expected finish: sparse; near it: dense; well past it: easing off but bounded.
-    assert next_poll_delay(0, 120, 1, 10) == 10
-    assert next_poll_delay(118, 120, 1, 10) == 1
-    assert 1 < next_poll_delay(300, 120, 1, 10) <= 10
-    assert next_poll_delay(0, 2, 0.2, 1) < 1
 
 
 class Flaky:

@@ -127,8 +127,10 @@ def routes(sim: SimCore) -> web.RouteTableDef:
             return web.json_response({"request_id": str(uuid.uuid4()),
                                       "output": {"task_id": task_id, "task_status": "UNKNOWN"}})
         job = view.job
-        out: dict = {"task_id": job.id, "task_status": STATUS[view.state],
-                     "submit_time": _iso(time.time() - view.elapsed)}
+        submitted = time.time() - view.elapsed
+        out: dict = {"task_id": job.id, "task_status": STATUS[view.state], "submit_time": _iso(submitted)}
+        if view.state != "queued" and view.elapsed >= job.timing.queue_s:
+            out["scheduled_time"] = _iso(submitted + job.timing.queue_s)     # when it started running
         body: dict = {"request_id": str(uuid.uuid4()), "output": out}
         if view.state == "succeeded":
             out.update({"end_time": _iso(job.finished_at or time.time()), "orig_prompt": job.spec.prompt,
