@@ -30,8 +30,7 @@ from .protocol import JobState, JobStatus
 log = logging.getLogger("happyhorse.runner")
 
 STEADY_S = 7.0          # the fixed rhythm polls are budgeted against (ComfyUI's partner nodes poll every 7 s)
-DOUBT = 0.2            # the share of belief kept for "the history is wrong": the fallback forecast's
-BUDGET_ON_MAIN = True
+DOUBT = 0.2             # the share of belief kept for "the history is wrong" (Forecast.fallback)
 EXHAUSTED = 0.01        # below this chance of still running, the forecast is spent (or wrong)
 PROGRESS_MIN = 0.02     # a progress fraction below this says too little about the end
 PROGRESS_SIGMA = 0.01   # how far a progress-based end may be off at best (relative)
@@ -84,10 +83,12 @@ class Pace:
     which (chance the job finishes within it, given it has not yet) x h stays under one constant, which puts
     polls at a density proportional to the square root of the hazard - sparse while the job cannot be done,
     dense around the expected end - and the constant is the one that spends the budget. This minimises the
-    expected lag for that many polls. Past the forecast's 99th percentile the forecast was wrong: from there on
-    polls come every steady_s, like the fixed rhythm. What the host says updates the forecast: the moment a job
-    started running (exact where the host reports it, e.g. DashScope's scheduled_time) re-anchors it on the
-    learned run time, and a progress fraction (Apiframe) gives its own estimate of the end."""
+    expected lag for that many polls. DOUBT of the belief stays on the fallback (the adapter's estimate, wide),
+    so a misleading history still has the end looked for where it plausibly is; a job later than the learned
+    forecast allows drops it and gets a fresh budget on the fallback; past everything, every steady_s.
+    What the host says updates the forecast: the moment a job started running (exact where the host reports it,
+    e.g. DashScope's scheduled_time) re-anchors it on the learned run time, and a progress fraction (Apiframe)
+    gives its own estimate of the end."""
 
     def __init__(self, forecast: Forecast | None, policy: PollPolicy):
         self.policy = policy
@@ -159,9 +160,8 @@ class Pace:
         if not self.forecast_known or s0 < EXHAUSTED or p.max_s <= p.min_s:
             return []
         # What the steady rhythm would spend on a job of the expected length, less what this one has spent.
-        spend = Mix(self.dist) if BUDGET_ON_MAIN else d
         since, spent = self._since
-        budget = max(1.0, (t0 - since + spend.mean_after(t0)) / p.steady_s + 0.5 - (polls - spent))
+        budget = max(1.0, (t0 - since + Mix(self.dist).mean_after(t0)) / p.steady_s + 0.5 - (polls - spent))
         lo, hi = math.log(p.min_s * 1e-4), math.log(p.max_s)
         if self._expected_polls(t0, math.exp(hi))[0] > budget:
             return self._expected_polls(t0, math.exp(hi))[1]
@@ -185,7 +185,7 @@ class Pace:
                 break
             # This poll happens only if the job was unfinished at t, counted as the forecast (not the doubt)
             # sees it: the polls the doubt places are insurance, paid only when the history was wrong.
-            expected += main.sf(t) / m0 if BUDGET_ON_MAIN else s_t / s0
+            expected += main.sf(t) / m0
             lo, hi = p.min_s, p.max_s
             if (1 - d.sf(t + hi) / s_t) * hi > k:
                 for _ in range(STEP_ITERATIONS):
