@@ -81,7 +81,13 @@ class NodeProgress:
         if self.node_id is None:
             return
         PromptServer.instance.send_progress_text(progress_text(p, self.provider, self.notes), self.node_id)
-        self.bar.update_absolute(int(progress_fraction(p) * 1000))
+        try:
+            self.bar.update_absolute(int(progress_fraction(p) * 1000))
+        except comfy.model_management.InterruptProcessingException:
+            # ComfyUI's progress hook reports an interrupt by raising it (and clearing its flag). Raised here it
+            # would end the run without cancelling its paid job: hand it to the runs instead, which cancel their
+            # jobs at the provider at their next check and then report the interruption.
+            RUNS.interrupt_all()
 
     def finished(self) -> None:
         """The run ended (done, failed, cancelled): the ledger has its last word; tell the pages."""
@@ -110,9 +116,12 @@ class _Runs:
 
     def notice(self, run: _Run) -> bool:
         if not run.interrupted and comfy.model_management.processing_interrupted():
-            for r in self.active:
-                r.interrupted = True
+            self.interrupt_all()
         return run.interrupted
+
+    def interrupt_all(self) -> None:
+        for r in self.active:
+            r.interrupted = True
 
     def cancel_task(self, provider: str, task_id: str) -> bool:
         """Ask the run following this task to stop and cancel it at the provider; False if none follows it."""
