@@ -199,7 +199,10 @@ def test_pill_follows_a_provider_change_and_no_secret_reaches_the_page(ui, comfy
         "sessionStorage": ui.evaluate("JSON.stringify(Object.entries(sessionStorage))"),
         "the page's DOM": ui.evaluate("document.documentElement.outerHTML"),
     }
-    assert "dashscope" in places["app.graphToPrompt()"] and "dashscope" in places["localStorage"]
+    # The queued prompt holds the current graph. localStorage is searched too, but whether the frontend's draft
+    # there already holds this edit depends on when its change tracker last ran (earlier tests' clicks): not
+    # asserted, so the test does not depend on the order it runs in.
+    assert "dashscope" in places["app.graphToPrompt()"]
     for where, text in places.items():
         assert CANARY_KEY not in text and "sk-hhcanary" not in text, f"the key is in {where}"
     values = ui.evaluate("app.graph.nodes.flatMap(n => (n.widgets ?? []).map(w => [n.comfyClass, w.name, w.value]))")
