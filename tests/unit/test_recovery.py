@@ -132,7 +132,9 @@ async def test_process_died_mid_submit_is_not_silently_repaid(runner, sim, tmp_p
     # A 'submitting' record left behind by a process killed during the POST, older than any live submit.
     ledger_id = runner.ledger.create(REQ.with_(seed=22), "dashscope", runner.endpoint.base_url)
     with runner.ledger._connect() as db:
-        db.execute("UPDATE jobs SET created_at=? WHERE id=?", (_time.time() - 600, ledger_id))
+        # untouched since (a live submit waiting on a busy host touches its record: dedupe reads updated_at)
+        db.execute("UPDATE jobs SET created_at=?, updated_at=? WHERE id=?",
+                   (_time.time() - 600, _time.time() - 600, ledger_id))
     with pytest.raises(SubmitUncertain) as err:
         await runner.run(REQ.with_(seed=22), RunOptions(out_dir=str(tmp_path)))
     assert "never got an answer" in str(err.value)
