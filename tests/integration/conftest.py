@@ -41,30 +41,38 @@ def external_sim():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def comfy(tmp_path_factory, external_sim):
+def own_comfy(tmp_path_factory, name: str, env: dict[str, str] | None = None, **server_args) -> ComfyServer:
+    """A ComfyUI (not started) in a fresh base folder, with none of this process's HappyHorse settings or keys:
+    its ledger and config live in that folder, plus `env`. Skips when no ComfyUI is given."""
     comfy_dir = os.environ.get("COMFYUI_DIR")
     if not comfy_dir:
         reason = "COMFYUI_DIR is not set: point it at a ComfyUI checkout (and COMFYUI_PYTHON at its python)"
         sys.stderr.write(f"\n[integration] skipped: {reason}\n")
         pytest.skip(reason)
-    base = tmp_path_factory.mktemp("comfy")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HAPPYHORSE_") and not k.endswith(KEY_ENV_SUFFIXES)}
-    env.update({
+    base = tmp_path_factory.mktemp(name)
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("HAPPYHORSE_") and not k.endswith(KEY_ENV_SUFFIXES)}
+    clean.update({
+        "HAPPYHORSE_HOME": str(base / "happyhorse-home"),      # keep the CLI defaults away from the user's
+        "XDG_CONFIG_HOME": str(base / "xdg-config"),           # no user config file with real keys
+        **(env or {}),
+    })
+    return ComfyServer(Path(comfy_dir), python_for_comfy(), base, clean, **server_args)
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory, external_sim):
+    server = own_comfy(tmp_path_factory, "comfy", {
         "HAPPYHORSE_SIM_QUEUE_S": SIM_QUEUE_S,
         "HAPPYHORSE_SIM_PROCESS_S": SIM_PROCESS_S,
         "HAPPYHORSE_SIM_CONTROL": "1",                         # inner_sim_url sets timings and reads stats
-        "HAPPYHORSE_HOME": str(base / "happyhorse-home"),      # keep the CLI defaults away from the user's
-        "XDG_CONFIG_HOME": str(base / "xdg-config"),           # no user config file with real keys
         "DASHSCOPE_API_KEY": CANARY_KEY,
         "HAPPYHORSE_DASHSCOPE_BASE_URL": external_sim.base_url("dashscope"),
         # A second simulated host, so provider auto has a choice (and somewhere to fail over from).
         "APIXO_API_KEY": f"sk-hhcanary-apixo-{uuid.uuid4().hex}",
         "HAPPYHORSE_APIXO_BASE_URL": external_sim.base_url("apixo"),
-    })
-    server = ComfyServer(Path(comfy_dir), python_for_comfy(), base, env).start()
-    sys.stderr.write(f"\n[integration] ComfyUI up in {server.started_s:.1f} s at {server.url} (base {base})\n")
+    }).start()
+    sys.stderr.write(f"\n[integration] ComfyUI up in {server.started_s:.1f} s at {server.url} (base {server.base})\n")
     yield server
     server.stop()
 

@@ -1,31 +1,21 @@
 """Two copies of the pack (a Manager install plus a clone under another folder name) leave ComfyUI running."""
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 from happyhorse.comfy import specs
 
-from .conftest import KEY_ENV_SUFFIXES
-from .server import PACK_NAME, ComfyServer, python_for_comfy
+from .conftest import own_comfy
+from .server import PACK_NAME
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def two_copies(tmp_path_factory):
-    comfy_dir = os.environ.get("COMFYUI_DIR")
-    if not comfy_dir:
-        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout (and COMFYUI_PYTHON at its python)")
-    base = tmp_path_factory.mktemp("comfy-two-copies")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HAPPYHORSE_") and not k.endswith(KEY_ENV_SUFFIXES)}
-    env.update({"HAPPYHORSE_HOME": str(base / "happyhorse-home"), "XDG_CONFIG_HOME": str(base / "xdg-config")})
     # ComfyUI loads custom_nodes in directory-listing order; both orders must work, so the names sort either way.
-    server = ComfyServer(Path(comfy_dir), python_for_comfy(), base, env,
-                         pack_names=(PACK_NAME, "ComfyUI-HappyHorse-git")).start()
+    server = own_comfy(tmp_path_factory, "comfy-two-copies", pack_names=(PACK_NAME, "ComfyUI-HappyHorse-git")).start()
     yield server
     server.stop()
 

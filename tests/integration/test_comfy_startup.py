@@ -6,13 +6,10 @@ time ComfyUI itself measures for the pack.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from .conftest import KEY_ENV_SUFFIXES
-from .server import ComfyServer, pack_load, python_for_comfy
+from .conftest import own_comfy
+from .server import pack_load
 
 pytestmark = pytest.mark.integration
 
@@ -25,15 +22,7 @@ NOT_OURS_TO_LOAD = ("sqlite3", "boto3", "botocore")
 
 @pytest.fixture(scope="module")
 def started(tmp_path_factory):
-    comfy_dir = os.environ.get("COMFYUI_DIR")
-    if not comfy_dir:
-        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout (and COMFYUI_PYTHON at its python)")
-    base = tmp_path_factory.mktemp("comfy-startup")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HAPPYHORSE_") and not k.endswith(KEY_ENV_SUFFIXES)}
-    env.update({"HAPPYHORSE_HOME": str(base / "happyhorse-home"), "XDG_CONFIG_HOME": str(base / "xdg-config"),
-                "PYTHONPROFILEIMPORTTIME": "1"})
-    server = ComfyServer(Path(comfy_dir), python_for_comfy(), base, env).start()
+    server = own_comfy(tmp_path_factory, "comfy-startup", {"PYTHONPROFILEIMPORTTIME": "1"}).start()
     try:
         assert "HappyHorsePack.Text2Video" in server.object_info()
     finally:
