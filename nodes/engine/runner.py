@@ -181,7 +181,8 @@ class JobRunner:
 
         with dedupe.Claim(key) as claim:
             if opts.spend_guard is not None:
-                opts.spend_guard.check(est, self.ledger)      # before anything is sent (uploads included)
+                # before anything is sent (uploads included); it reads the ledger, so off the event loop
+                await asyncio.to_thread(opts.spend_guard.check, est, self.ledger)
             watch.update(Phase.UPLOADING)
             try:
                 media = await watch.guard(prepare_media(req, self.endpoint, self._transport(), opts.upload))
