@@ -6,7 +6,7 @@ One JSON object per line with the same keys as `happyhorse generate`'s options (
 the batch file's folder. Blank lines and lines starting with `#` are skipped.
 
 - Every line is checked (and priced) before anything is sent; all problems are reported at once by line number.
-- Jobs run `concurrency` at a time, and never more at one host than its own limit (runner's provider slots).
+- Jobs run `concurrency` at a time; a host at its own limit answers 429 and the job waits for it (submit.py).
 - The budget applies to the batch as a whole: `max_usd` caps the sum of the jobs still to pay for, and that sum
   must fit what is left of the daily / monthly budget; each submit is checked again as it happens.
 - Rerunning the same file after a crash or Ctrl-C submits nothing twice: the runner reuses a finished identical
