@@ -218,10 +218,10 @@ def _median(samples: list[Sample]) -> float:
     return _weighted_median([x.log_ratio for x in samples], _weights(samples))
 
 
-def _robust_sigma(samples: list[Sample], center: float | None = None) -> float:
+def _robust_sigma(samples: list[Sample]) -> float:
     """The spread of the jobs themselves: the (weighted) MAD's sigma less what the polls' own uncertainty adds
     (a moment known to within a gap g is uniform over it: variance g^2 / 12)."""
-    med = _median(samples) if center is None else center
+    med = _median(samples)
     seen = MAD_TO_SIGMA * _weighted_median([abs(x.log_ratio - med) for x in samples], _weights(samples))
     polls = statistics.mean(x.rel_gap ** 2 for x in samples) / 12
     return math.sqrt(max(MIN_SIGMA ** 2, seen ** 2 - polls))
@@ -241,9 +241,9 @@ def _estimate(groups: dict[tuple, list[Sample]], key: tuple, base_s: float) -> S
     within = math.log(PRIOR_SIGMA)
     dof = sum(_n_eff(v) - 1 for v in recent)
     if dof > 0.5:
-        devs = [Sample(x.log_ratio - _median(v), x.rel_gap) for v in recent for x in v]
+        # dof > 0.5 means some shape has two samples or more, so there is a spread to pool
         spreads = [_robust_sigma(v) for v in recent if len(v) >= 2]
-        pooled = math.exp(statistics.median(math.log(x) for x in spreads)) if spreads else _robust_sigma(devs, 0.0)
+        pooled = math.exp(statistics.median(math.log(x) for x in spreads))
         within = _blend(math.log(pooled), dof, within)
     own = groups.get(key, [])[:RECENT]
     n = _n_eff(own)

@@ -37,7 +37,8 @@ PROGRESS_SIGMA = 0.01   # how far a progress-based end may be off at best (relat
 PLAN_ITERATIONS = 14
 STEP_ITERATIONS = 12
 MAX_PLAN = 400
-# Keyed by the loop (weakly), like submit.provider_slot: the moment each provider may next be polled.
+# Keyed by the loop object (weakly: ComfyUI may run prompts in new loops): the moment each provider may next be
+# polled.
 _poll_clock: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, float]]" = weakref.WeakKeyDictionary()
 
 
@@ -163,8 +164,9 @@ class Pace:
         since, spent = self._since
         budget = max(1.0, (t0 - since + Mix(self.dist).mean_after(t0)) / p.steady_s + 0.5 - (polls - spent))
         lo, hi = math.log(p.min_s * 1e-4), math.log(p.max_s)
-        if self._expected_polls(t0, math.exp(hi))[0] > budget:
-            return self._expected_polls(t0, math.exp(hi))[1]
+        sparsest = self._expected_polls(t0, math.exp(hi))
+        if sparsest[0] > budget:
+            return sparsest[1]
         for _ in range(PLAN_ITERATIONS):            # the smallest constant (densest plan) within budget
             mid = (lo + hi) / 2
             if self._expected_polls(t0, math.exp(mid))[0] > budget:
